@@ -1,0 +1,5 @@
+import sys
+
+from rolemodels.cli import main
+
+sys.exit(main())

@@ -1,0 +1,41 @@
+"""Command line: `rolemodels run|noise|models|theory`. User errors print one line and exit 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rolemodels.errors import RunError, UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rolemodels", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    # Each command lives in its own module and registers itself here.
+    from rolemodels import cli_noise, cli_run
+
+    cli_run.register(commands)
+    cli_noise.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = args.debug or getattr(args, "sub_debug", False)
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, RunError) as err:
+        if debug:
+            raise
+        print(f"rolemodels: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("rolemodels: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

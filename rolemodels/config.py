@@ -1,0 +1,267 @@
+"""Typed configuration: dataclass defaults, TOML presets, `section.key=value` overrides.
+
+A preset file and the command line may only set keys that exist here, with values of the
+default's type; anything else is answered with one line naming the key and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rolemodels.errors import UserError
+
+
+@dataclass
+class DataConfig:
+    name: str = "mnist1d"  # mnist1d | fashion-mnist | cifar10 | arrays
+    n_train: int = 4000  # labelled training examples (the teachers' noisy set)
+    n_test: int = 10000  # clean test examples
+    n_pool: int = 200000  # unlabelled pool for distillation (CIFAR-5m's stand-in)
+    seed: int = 0  # seed of the data itself; the experiment's seeds do not change it
+    generator: str = "package"  # mnist1d only: package (mnist1d.make_dataset) | fast (vectorised)
+    path: str = ""  # arrays: the .npz file
+    root: str = ""  # fashion-mnist / cifar10: folder of the files
+    pool_root: str = ""  # cifar10: CIFAR-5m folder
+    pool_per_class: int = 0  # cifar5m class files: keep this many per class (0 = all)
+    download: bool = False  # fetch official files when a network exists
+    cache_dir: str = ""  # default: $ROLEMODELS_CACHE or ~/.cache/rolemodels
+
+
+@dataclass
+class NoiseConfig:
+    preset: str = "paper"  # paper | symmetric | pairflip | matrix | none
+    rate: float = 0.2
+    shift: int = -1  # paper preset: c -> (c + shift) mod C; -1 means C // 2
+    mode: str = "exact"  # exact (fixed counts per class, the paper's) | sampled
+    matrix_file: str = ""  # matrix preset: a row-stochastic C x C file
+    labels_file: str = ""  # train the teachers on these noisy labels instead
+    labels_key: str = ""  # key inside a .pt dict of label arrays
+
+
+@dataclass
+class TeacherConfig:
+    count: int = 10
+    model: str = "cnn1d"
+    width: int = 32
+    epochs: int = 30
+    batch_size: int = 128
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 3e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0  # teachers must interpolate: keep regularisation off
+    schedule: str = "onecycle"  # onecycle | cosine | constant
+    augment: str = "none"  # none | crop_flip
+    data: str = "same"  # same | overlap | disjoint | bootstrap
+    overlap: float = 0.5  # fraction of the training set per teacher with data=overlap
+
+
+@dataclass
+class StudentConfig:
+    model: str = ""  # empty: the teachers' architecture
+    width: int = 0  # 0: the teachers' width
+    epochs: int = 1  # passes over the pool
+    batch_size: int = 256
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "onecycle"
+    augment: str = "none"
+    random_teacher: str = "example"  # example (the paper's) | batch (the authors' code) | epoch
+    ensemble: str = "vote"  # vote (the paper's plurality) | sum_logits (the authors' code)
+
+
+@dataclass
+class SweepConfig:
+    teachers: list[int] = field(default_factory=lambda: [1, 2, 3, 5, 10])
+    students: bool = True  # train students for every K (Figure 2), not only the ensemble
+
+
+@dataclass
+class TrainConfig:
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto | bf16 | fp32
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    eval_batch_size: int = 8192
+    checkpoint_every: int = 5  # teacher epochs between resumable checkpoints
+
+
+@dataclass
+class Config:
+    name: str = "mnist1d"
+    seed: int = 0  # first experiment seed (noise, teachers, students)
+    seeds: int = 1  # repeat the experiment with seeds seed .. seed + seeds - 1
+    data: DataConfig = field(default_factory=DataConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    teachers: TeacherConfig = field(default_factory=TeacherConfig)
+    students: StudentConfig = field(default_factory=StudentConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+CHOICES = {
+    "data.name": ("mnist1d", "fashion-mnist", "cifar10", "arrays"),
+    "data.generator": ("package", "fast"),
+    "noise.preset": ("paper", "symmetric", "pairflip", "matrix", "none"),
+    "noise.mode": ("exact", "sampled"),
+    "teachers.optimizer": ("adamw", "sgd"),
+    "students.optimizer": ("adamw", "sgd"),
+    "teachers.schedule": ("onecycle", "cosine", "constant"),
+    "students.schedule": ("onecycle", "cosine", "constant"),
+    "teachers.augment": ("none", "crop_flip"),
+    "students.augment": ("none", "crop_flip"),
+    "teachers.data": ("same", "overlap", "disjoint", "bootstrap"),
+    "students.random_teacher": ("example", "batch", "epoch"),
+    "students.ensemble": ("vote", "sum_logits"),
+    "train.precision": ("auto", "bf16", "fp32"),
+}
+
+# Keys that change how fast a run goes but not what it computes: a rerun may change them.
+NOT_RESULTS = {"train.threads", "train.eval_batch_size", "train.checkpoint_every", "data.cache_dir"}
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def _check_type(key: str, value: Any, default: Any) -> Any:
+    """Return value converted to the default's type, or raise naming key and expected type."""
+    expected = type(default)
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+    elif expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif expected is str:
+        if isinstance(value, str):
+            return value
+    elif expected is list:
+        if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return value
+        raise UserError(f"config key {key}: expected a list of integers, got {value!r}")
+    raise UserError(f"config key {key}: expected {expected.__name__}, got {type(value).__name__} {value!r}")
+
+
+def _parse_value(text: str) -> Any:
+    """Parse a command-line value as a TOML value; bare words are strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _set(cfg: Config, key: str, value: Any) -> None:
+    parts = key.split(".")
+    target: Any = cfg
+    for depth, part in enumerate(parts):
+        names = [f.name for f in dataclasses.fields(target)]
+        if part not in names:
+            prefix = ".".join(parts[:depth])
+            where = f"section [{prefix}]" if prefix else "the top level"
+            valid = ", ".join(
+                f"{part_}" if not dataclasses.is_dataclass(getattr(target, part_)) else f"{part_}.*"
+                for part_ in names
+            )
+            raise UserError(f"unknown config key {key!r}: {where} has {valid}")
+        current = getattr(target, part)
+        if depth == len(parts) - 1:
+            if dataclasses.is_dataclass(current):
+                raise UserError(f"config key {key!r} is a section; set one of its keys, e.g. {key}.{dataclasses.fields(current)[0].name}=...")
+            setattr(target, part, _check_type(key, value, current))
+            return
+        if not dataclasses.is_dataclass(current):
+            raise UserError(f"unknown config key {key!r}: {'.'.join(parts[:depth + 1])} is not a section")
+        target = current
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    items = []
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            items.extend(_flatten(value, dotted + "."))
+        else:
+            items.append((dotted, value))
+    return items
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """The default config, updated by a TOML preset, then by `section.key=value` overrides."""
+    cfg = Config()
+    if path is not None:
+        path = Path(path)
+        try:
+            table = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"config file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise UserError(f"config file {path} cannot be read: {err}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise UserError(f"config file {path} is not valid TOML: {err}") from None
+        for key, value in _flatten(table):
+            _set(cfg, key, value)
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override {item!r}: expected section.key=value, e.g. teachers.count=5")
+        key, text = item.split("=", 1)
+        _set(cfg, key.strip(), _parse_value(text.strip()))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Reject values that cannot make a run, saying what is allowed."""
+    flat = dict(_flatten(to_dict(cfg)))
+    for key, allowed in CHOICES.items():
+        if flat[key] not in allowed:
+            raise UserError(f"config key {key}: {flat[key]!r} is not one of {', '.join(allowed)}")
+    positive = ["seeds", "data.n_train", "data.n_test", "data.n_pool", "teachers.count", "teachers.width",
+                "teachers.epochs", "teachers.batch_size", "students.epochs", "students.batch_size",
+                "train.eval_batch_size", "train.checkpoint_every"]
+    for key in positive:
+        if flat[key] < 1:
+            hint = " (K=0 teachers cannot label anything)" if key == "teachers.count" else ""
+            raise UserError(f"config key {key}: must be at least 1, got {flat[key]}{hint}")
+    if not 0.0 <= cfg.noise.rate < 1.0:
+        raise UserError(f"config key noise.rate: must be in [0, 1), got {cfg.noise.rate}")
+    for key in ("teachers.lr", "students.lr"):
+        if not flat[key] > 0:
+            raise UserError(f"config key {key}: must be positive, got {flat[key]}")
+    if not 0.0 < cfg.teachers.overlap <= 1.0:
+        raise UserError(f"config key teachers.overlap: must be in (0, 1], got {cfg.teachers.overlap}")
+    if cfg.data.n_pool < cfg.students.batch_size:
+        raise UserError(f"config key data.n_pool: the pool ({cfg.data.n_pool}) is smaller than one student batch "
+                        f"(students.batch_size={cfg.students.batch_size})")
+    if any(k < 1 for k in cfg.sweep.teachers):
+        raise UserError(f"config key sweep.teachers: teacher counts must be at least 1, got {cfg.sweep.teachers}")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return str(value)
+
+
+def to_toml(cfg: Config) -> str:
+    """The resolved configuration as a TOML preset that `load_config` reads back unchanged."""
+    top, sections = [], []
+    for key, value in to_dict(cfg).items():
+        if isinstance(value, dict):
+            body = "\n".join(f"{k} = {_toml_value(v)}" for k, v in value.items())
+            sections.append(f"[{key}]\n{body}\n")
+        else:
+            top.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(top) + "\n\n" + "\n".join(sections)

@@ -1,0 +1,190 @@
+"""A small registry of classifiers. Every model starts with the same input standardisation.
+
+Inputs arrive as the dataset stores them: float features [N, L] (MNIST-1D) or images kept as
+uint8, channels-last [N, H, W, C]. Each model standardises with the training set's statistics
+(stored as buffers, so a checkpoint carries them) and reshapes for its layers: one
+normalisation for teachers, students and labelling, never three.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from rolemodels.errors import UserError
+
+
+def input_stats(x: torch.Tensor, chunk: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std of the training inputs: per channel for [N, H, W, C] images, else one scalar.
+
+    x: uint8 or float [N, ...] (may be memory-mapped; read in chunks). Returns float32 tensors
+    of shape [C] (images) or [1].
+    """
+    per_channel = x.dim() == 4
+    total = count = total_sq = 0.0
+    for start in range(0, x.shape[0], chunk):
+        part = torch.as_tensor(x[start:start + chunk]).to(torch.float64)
+        if per_channel:
+            part = part.reshape(-1, part.shape[-1])
+            total = total + part.sum(0)
+            total_sq = total_sq + (part * part).sum(0)
+            count += part.shape[0]
+        else:
+            total += part.sum().item()
+            total_sq += (part * part).sum().item()
+            count += part.numel()
+    mean = torch.as_tensor(total / count, dtype=torch.float64)
+    var = torch.as_tensor(total_sq / count, dtype=torch.float64) - mean * mean
+    std = var.clamp_min(1e-12).sqrt()
+    return mean.float().reshape(-1), std.float().reshape(-1)
+
+
+class Standardize(nn.Module):
+    """(x - mean) / std with the training set's statistics, then the layout the body expects."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, layout: str):
+        super().__init__()
+        self.register_buffer("mean", mean.float().clone())
+        self.register_buffer("std", std.float().clone())
+        self.layout = layout  # "signal": [N, L] -> [N, 1, L]; "image": NHWC -> NCHW; "flat": [N, D]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x.float() - self.mean) / self.std  # broadcasts over the last (channel) axis
+        if self.layout == "signal":
+            return x.reshape(x.shape[0], 1, -1)
+        if self.layout == "image":
+            return x.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+        return x.reshape(x.shape[0], -1)
+
+
+class CNN1d(nn.Module):
+    """1-D CNN for signals such as MNIST-1D: four convolutions and a wide head that can memorise."""
+
+    def __init__(self, length: int, num_classes: int, width: int):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv1d(1, width, 5, padding=2), nn.ReLU(),
+            nn.Conv1d(width, width, 3, padding=1), nn.ReLU(),
+            nn.Conv1d(width, width, 3, padding=1, stride=2), nn.ReLU(),
+            nn.Conv1d(width, width, 3, padding=1), nn.ReLU(),
+        )
+        hidden = 16 * width
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(width * ((length + 1) // 2), hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class CNN2d(nn.Module):
+    """Small 2-D CNN for 28x28 or 32x32 images: fast on a CPU, wide enough to interpolate."""
+
+    def __init__(self, channels: int, height: int, width_px: int, num_classes: int, width: int):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1, stride=2), nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(2 * width, 4 * width, 3, padding=1, stride=2), nn.ReLU(),
+        )
+        flat = 4 * width * ((height + 3) // 4) * ((width_px + 3) // 4)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 8 * width), nn.ReLU(), nn.Linear(8 * width, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, inputs: int, outputs: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inputs, outputs, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(outputs)
+        self.conv2 = nn.Conv2d(outputs, outputs, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(outputs)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or inputs != outputs:
+            self.shortcut = nn.Sequential(nn.Conv2d(inputs, outputs, 1, stride=stride, bias=False), nn.BatchNorm2d(outputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """CIFAR ResNet-18 as in the paper's code: 3x3 stride-1 stem, no max-pool, base width 64."""
+
+    def __init__(self, channels: int, num_classes: int, width: int = 64):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        layers, inputs = [], width
+        for stage, stride in enumerate((1, 2, 2, 2)):
+            outputs = width * 2**stage
+            layers += [BasicBlock(inputs, outputs, stride), BasicBlock(outputs, outputs, 1)]
+            inputs = outputs
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(inputs, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layers(self.stem(x))
+        return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
+class MLP(nn.Module):
+    """Three-layer perceptron for inputs of any shape (flattened)."""
+
+    def __init__(self, features: int, num_classes: int, width: int):
+        super().__init__()
+        hidden = 16 * width
+        self.net = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _image_dims(shape: tuple[int, ...], name: str) -> tuple[int, int, int]:
+    if len(shape) == 3:
+        height, width_px, channels = shape
+        return height, width_px, channels
+    raise UserError(f"model {name} needs images [N, H, W, C]; the data has examples of shape {list(shape)}")
+
+
+def _signal_length(shape: tuple[int, ...], name: str) -> int:
+    if len(shape) == 1:
+        return shape[0]
+    raise UserError(f"model {name} needs 1-D signals [N, L]; the data has examples of shape {list(shape)} (try model=mlp)")
+
+
+Builder = Callable[[tuple[int, ...], int, int], tuple[nn.Module, str]]
+
+MODELS: dict[str, tuple[Builder, int, str]] = {
+    # name: (builder(input_shape, num_classes, width) -> (body, layout), default width, description)
+    "cnn1d": (lambda s, c, w: (CNN1d(_signal_length(s, "cnn1d"), c, w), "signal"), 32,
+              "1-D CNN for signals [L] (MNIST-1D)"),
+    "cnn2d": (lambda s, c, w: (CNN2d(_image_dims(s, "cnn2d")[2], *_image_dims(s, "cnn2d")[:2], c, w), "image"), 32,
+              "small 2-D CNN for images [H, W, C] (Fashion-MNIST, quick CIFAR runs)"),
+    "resnet18": (lambda s, c, w: (ResNet18(_image_dims(s, "resnet18")[2], c, w), "image"), 64,
+                 "CIFAR ResNet-18 (3x3 stem, no max-pool), the paper's model"),
+    "mlp": (lambda s, c, w: (MLP(int(torch.tensor(s).prod().item()), c, w), "flat"), 32,
+            "3-layer MLP for inputs of any shape"),
+}
+
+
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, width: int = 0,
+                mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> nn.Sequential:
+    """Standardize + body. width 0 takes the model's default width. mean/std default to 0/1."""
+    if name not in MODELS:
+        raise UserError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+    builder, default_width, _ = MODELS[name]
+    body, layout = builder(tuple(input_shape), num_classes, width or default_width)
+    mean = torch.zeros(1) if mean is None else mean
+    std = torch.ones(1) if std is None else std
+    return nn.Sequential(Standardize(mean, std, layout), body)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

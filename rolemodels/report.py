@@ -1,0 +1,201 @@
+"""results.json (the contract tools read), report.md (Table 1, Figure 2) and the figures."""
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rolemodels.config import Config, to_dict
+from rolemodels.data import Dataset
+from rolemodels.metrics import summarize
+from rolemodels.store import atomic_write_bytes, atomic_write_text
+
+# The paper's CIFAR-10 numbers (ResNet-18, 20% fixed noise, 10 teachers), test accuracy in %.
+PAPER_CIFAR10 = {"teacher": "81.3", "ensemble": "87.8", "ensemble_distill": "≈ 90", "random_distill": "≈ 90"}
+
+ROWS = [  # key in results.json, row label in report.md
+    ("teacher", "one teacher (mean over teachers)"),
+    ("teacher_train_fit", "teacher accuracy on its own noisy labels"),
+    ("ensemble", "test-time ensemble (plurality vote)"),
+    ("ensemble_mean_prob", "test-time ensemble (mean of softmax)"),
+    ("ensemble_sum_logits", "test-time ensemble (summed logits, the authors' code)"),
+    ("ensemble_distill", "student: ensemble distillation"),
+    ("random_distill", "student: random-teacher distillation"),
+    ("clean_train", "reference: same model on clean training labels"),
+    ("clean_pool", "reference: student on the pool's true labels"),
+]
+
+
+def summarize_run(cfg: Config, data: Dataset, per_seed: list[dict], seconds: float) -> dict:
+    """Aggregate the per-seed numbers into the results.json layout (means, stds, values)."""
+    table = {"teacher": summarize([v for s in per_seed for v in s["teacher"]]),
+             "teacher_train_fit": summarize([v for s in per_seed for v in s["teacher_train_fit"]])}
+    for name in per_seed[0]["accuracy"]:
+        table[name] = summarize([s["accuracy"][name] for s in per_seed])
+    replication = {"teacher": summarize([v for s in per_seed for v in s["noise_replication"]["teacher"]])}
+    for name in per_seed[0]["noise_replication"]:
+        if name != "teacher":
+            replication[name] = summarize([s["noise_replication"][name] for s in per_seed])
+    sweep_k = per_seed[0]["sweep"]["teachers"]
+    sweep = {"teachers": sweep_k}
+    sweep_std = {}
+    for name in ("ensemble", "ensemble_distill", "random_distill"):
+        columns = np.array([s["sweep"][name] for s in per_seed])
+        sweep[name] = columns.mean(0).tolist()
+        sweep_std[name] = (columns.std(0, ddof=1) if len(per_seed) > 1 else np.zeros(len(sweep_k))).tolist()
+    sweep["std"] = sweep_std
+    first = per_seed[0]["noise"]
+    return {
+        "table": table,
+        "sweep": sweep,
+        "sampler": {
+            **{f"{name}_noise_replication": replication[name]["mean"] for name in replication},
+            "noise_replication": replication,
+        },
+        "noise": {"rate": float(np.mean([s["noise"]["rate"] for s in per_seed])), "matrix": first["matrix"],
+                  "realized_matrix": first["realized_matrix"], "realized_counts": first["realized_counts"],
+                  "partner": first["partner"]},
+        "confusion": per_seed[0]["confusion"],
+        "seconds": {"total": seconds,
+                    **{stage: sum(s["seconds"][stage] for s in per_seed) for stage in ("teachers", "labelling", "students")}},
+        "seeds": [s["seed"] for s in per_seed],
+        "dataset": {"name": data.name, "n_train": len(data.y_train), "n_test": len(data.y_test),
+                    "n_pool": len(data.x_pool), "num_classes": data.num_classes},
+        "config": to_dict(cfg),
+        "environment": {"torch": torch.__version__, "python": platform.python_version(),
+                        "machine": platform.machine(), "threads": torch.get_num_threads()},
+        "paper_cifar10": PAPER_CIFAR10,
+    }
+
+
+def _pct(summary: dict) -> str:
+    if summary["mean"] != summary["mean"]:  # NaN
+        return "n/a"
+    return f"{100 * summary['mean']:.1f} ± {100 * summary['std']:.1f}"
+
+
+def table_markdown(results: dict) -> str:
+    """Table 1 as Markdown: our accuracy and noise replication beside the paper's CIFAR-10 row."""
+    lines = ["| | accuracy (%) | noise replication (%) | paper, CIFAR-10 (%) |", "|---|---|---|---|"]
+    for key, label in ROWS:
+        if key not in results["table"]:
+            continue
+        rep = results["sampler"]["noise_replication"].get(key)
+        rep_text = _pct(rep) if rep else ""
+        lines.append(f"| {label} | {_pct(results['table'][key])} | {rep_text} | {PAPER_CIFAR10.get(key, '')} |")
+    return "\n".join(lines)
+
+
+def sweep_markdown(results: dict) -> str:
+    sweep = results["sweep"]
+    lines = ["| teachers K | ensemble (%) | ensemble distillation (%) | random-teacher distillation (%) |",
+             "|---|---|---|---|"]
+    for i, k in enumerate(sweep["teachers"]):
+        cells = [f"{100 * sweep[name][i]:.1f} ± {100 * sweep['std'][name][i]:.1f}"
+                 for name in ("ensemble", "ensemble_distill", "random_distill")]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(out: Path, cfg: Config, data: Dataset, results: dict, per_seed: list[dict]) -> None:
+    seconds = results["seconds"]
+    text = f"""# rolemodels run: {cfg.name}
+
+Dataset {data.name}: {results['dataset']['n_train']:,} noisy training examples, {results['dataset']['n_test']:,} clean test
+examples, a pool of {results['dataset']['n_pool']:,} unlabelled examples. Noise: {cfg.noise.preset} at realised rate
+{100 * results['noise']['rate']:.1f}% ({cfg.noise.mode}). {cfg.teachers.count} {cfg.teachers.model} teachers, seeds {results['seeds']}
+(mean ± std over seeds; the teacher row over teachers and seeds).
+
+## Table 1
+
+{table_markdown(results)}
+
+Noise replication: how often a model predicts the noisy partner of the true class on the clean test set
+(a perfect sampler of this noise: {100 * results['noise']['rate']:.0f}%, the clean classifier: 0%).
+
+## Figure 2: accuracy against the number of teachers
+
+{sweep_markdown(results)}
+
+![teachers](figures/teachers.png)
+
+## Figure 1: confusion matrices on the clean test set
+
+![confusion](figures/confusion.png)
+
+Time: {seconds['total']:.0f} s in all (teachers {seconds['teachers']:.0f} s, pool labelling {seconds['labelling']:.0f} s,
+students {seconds['students']:.0f} s).
+"""
+    atomic_write_text(out / "report.md", text)
+    figures = out / "figures"
+    figures.mkdir(exist_ok=True)
+    atomic_write_bytes(figures / "confusion.png", confusion_figure(results, data.class_names))
+    atomic_write_bytes(figures / "teachers.png", sweep_figure(results))
+
+
+def _png(fig) -> bytes:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def confusion_figure(results: dict, class_names: list[str]) -> bytes:
+    """Figure 1: row-normalised confusion of one teacher, the ensemble, the random-teacher student."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("noise transition matrix", np.array(results["noise"]["realized_matrix"]))]
+    for name, title in (("teacher", "one teacher"), ("ensemble", "ensemble (vote)"),
+                        ("random_distill", "random-teacher student")):
+        counts = np.array(results["confusion"][name], dtype=float)
+        panels.append((title, counts / np.maximum(counts.sum(1, keepdims=True), 1)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.4))
+    ticks = range(len(class_names))
+    for ax, (title, matrix) in zip(axes, panels):
+        ax.imshow(matrix, vmin=0, vmax=1, cmap="Blues")
+        ax.set_title(title)
+        ax.set_xticks(ticks, class_names, rotation=90, fontsize=7)
+        ax.set_yticks(ticks, class_names, fontsize=7)
+        ax.set_xlabel("predicted (noisy label)" if title.startswith("noise") else "predicted")
+        for (i, j), value in np.ndenumerate(matrix):
+            if value >= 0.05:
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=5.5,
+                        color="white" if value > 0.5 else "black")
+    axes[0].set_ylabel("true class")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def sweep_figure(results: dict) -> bytes:
+    """Figure 2: test accuracy against the number of teachers, with the teacher and references."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sweep, table = results["sweep"], results["table"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, label in (("ensemble", "ensemble (vote)"), ("ensemble_distill", "ensemble distillation"),
+                        ("random_distill", "random-teacher distillation")):
+        ax.errorbar(sweep["teachers"], [100 * v for v in sweep[name]],
+                    yerr=[100 * v for v in sweep["std"][name]], marker="o", capsize=3, label=label)
+    ax.axhline(100 * table["teacher"]["mean"], color="gray", linestyle=":", label="one teacher")
+    for name, label, style in (("clean_train", "clean-label model", "--"), ("clean_pool", "student on true pool labels", "-.")):
+        if name in table and table[name]["mean"] == table[name]["mean"]:
+            ax.axhline(100 * table[name]["mean"], color="black", linestyle=style, linewidth=0.8, label=label)
+    ax.set_xlabel("number of teachers K")
+    ax.set_ylabel("clean test accuracy (%)")
+    ax.set_xticks(sweep["teachers"])
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)

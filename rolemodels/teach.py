@@ -1,0 +1,63 @@
+"""Teachers: which examples each one sees, and how a pool gets labelled by all of them."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from rolemodels.errors import UserError
+
+
+def teacher_subsets(n: int, num_teachers: int, mode: str, overlap: float, seed: int) -> list[torch.Tensor]:
+    """Indices int64 of the training examples each teacher trains on.
+
+    same: every teacher sees all n (the paper); overlap: each an independent random subset of
+    round(overlap * n); disjoint: a random split into K nearly equal parts (the theory's
+    independent samplers); bootstrap: n draws with replacement.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    if mode == "same":
+        return [torch.arange(n) for _ in range(num_teachers)]
+    if mode == "overlap":
+        size = max(1, round(overlap * n))
+        return [torch.randperm(n, generator=generator)[:size].sort().values for _ in range(num_teachers)]
+    if mode == "disjoint":
+        if num_teachers > n:
+            raise UserError(f"teachers.data=disjoint: {num_teachers} teachers cannot split {n} examples")
+        return [part.sort().values for part in torch.randperm(n, generator=generator).tensor_split(num_teachers)]
+    if mode == "bootstrap":
+        return [torch.randint(n, (n,), generator=generator).sort().values for _ in range(num_teachers)]
+    raise UserError(f"config key teachers.data: {mode!r} is not one of same, overlap, disjoint, bootstrap")
+
+
+def label_pool(predict: Callable[[torch.Tensor], torch.Tensor], x_pool: torch.Tensor, chunk: int = 65536,
+               labels_out: np.ndarray | None = None, logits_out: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """One teacher's labels and logits for the whole pool, chunk by chunk.
+
+    predict: inputs [B, ...] -> logits float32 [B, C]. Returns uint8 [N] labels and float16
+    [N, C] logits (written into the given arrays, e.g. memory maps, when passed).
+    """
+    n = x_pool.shape[0]
+    for first in range(0, n, chunk):
+        logits = predict(torch.as_tensor(x_pool[first:first + chunk]))
+        if labels_out is None:
+            labels_out = np.empty(n, dtype=np.uint8)
+            logits_out = np.empty((n, logits.shape[1]), dtype=np.float16)
+        labels_out[first:first + len(logits)] = logits.argmax(1).numpy().astype(np.uint8)
+        logits_out[first:first + len(logits)] = logits.numpy().astype(np.float16)
+    if labels_out is None:
+        raise UserError("the pool is empty: distillation needs unlabelled examples")
+    return labels_out, logits_out
+
+
+def softmax_sum(logits: list[np.ndarray], chunk: int = 262144) -> torch.Tensor:
+    """Sum over teachers of softmax(logits): list of K float [N, C] -> float32 [N, C]."""
+    n = logits[0].shape[0]
+    total = torch.zeros(n, logits[0].shape[1])
+    for first in range(0, n, chunk):
+        for teacher in logits:
+            part = torch.from_numpy(np.asarray(teacher[first:first + chunk], dtype=np.float32))
+            total[first:first + chunk] += torch.softmax(part, dim=1)
+    return total

@@ -1,0 +1,169 @@
+"""One training loop for teachers and students: batches by index, bf16 autocast, resumable.
+
+The loop never sees where labels come from: it asks `targets(idx, epoch)` for the labels of
+each batch, so a fixed label vector, a random teacher per example, per batch or per epoch all
+go through the same code.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from rolemodels.errors import UserError
+
+Targets = Callable[[torch.Tensor, int], torch.Tensor]  # (batch indices int64[B], epoch) -> int64[B]
+
+
+@dataclass
+class FitSpec:
+    """How to train one model. Mirrors the [teachers] and [students] config sections."""
+
+    epochs: int
+    batch_size: int
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "onecycle"
+    augment: str = "none"
+
+    @classmethod
+    def from_config(cls, section) -> "FitSpec":
+        return cls(**{name: getattr(section, name) for name in cls.__dataclass_fields__})
+
+
+@lru_cache(maxsize=None)
+def cpu_has_bf16() -> bool:
+    """True when the CPU multiplies bf16 natively (AVX-512 BF16 or AMX); else bf16 is slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"config key train.device: {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"config key train.device: {name} asked for, but no CUDA device is available")
+    return device
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """bf16 where the hardware has it (CUDA, or a CPU with native bf16), fp32 otherwise."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16" or device.type == "cuda" or cpu_has_bf16():
+        return torch.bfloat16
+    return None
+
+
+def _optimizer(model: nn.Module, spec: FitSpec) -> torch.optim.Optimizer:
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum,
+                               weight_decay=spec.weight_decay, nesterov=spec.momentum > 0)
+    return torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+
+
+def _scheduler(opt: torch.optim.Optimizer, spec: FitSpec, total_steps: int):
+    if spec.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, spec.lr, total_steps=total_steps, pct_start=0.15)
+    if spec.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+
+
+def fixed_targets(labels: torch.Tensor) -> Targets:
+    """Targets for a label vector int64[N] that does not change between epochs."""
+    return lambda idx, epoch: labels[idx]
+
+
+def fit(model: nn.Module, x: torch.Tensor, n: int, targets: Targets, spec: FitSpec, seed: int,
+        device: torch.device, precision: str = "auto", checkpoint: Path | None = None,
+        checkpoint_every: int = 5, save: Callable[[Path, dict], None] | None = None,
+        log: Callable[[dict], None] | None = None) -> nn.Module:
+    """Train `model` on x[:n] (inputs [N, ...], any dtype the model's Standardize accepts).
+
+    The shuffle order comes from a generator seeded with `seed`, so two runs with the same seed
+    see the same batches. With `checkpoint`, the model, optimizer, scheduler and generator are
+    saved every `checkpoint_every` epochs (through `save`, which should write atomically), and a
+    run that finds the file resumes after the saved epoch with identical results.
+    """
+    if n < 1:
+        raise UserError("cannot train on an empty set")
+    model.to(device)
+    model.train()
+    dtype = autocast_dtype(device, precision)
+    steps_per_epoch = math.ceil(n / spec.batch_size)
+    opt = _optimizer(model, spec)
+    sched = _scheduler(opt, spec, spec.epochs * steps_per_epoch)
+    shuffle = torch.Generator().manual_seed(seed)
+    augment_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    start_epoch = 0
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        shuffle.set_state(state["shuffle"])
+        augment_gen.set_state(state["augment"])
+        start_epoch = state["epoch"]
+    if spec.augment == "crop_flip":
+        from rolemodels.augment import random_crop_flip
+    on_device = x.device == device
+    for epoch in range(start_epoch, spec.epochs):
+        started = time.perf_counter()
+        order = torch.randperm(n, generator=shuffle)
+        loss_sum = torch.zeros((), device=device)
+        for first in range(0, n, spec.batch_size):
+            idx = order[first:first + spec.batch_size]
+            xb = x[idx] if on_device else x[idx].to(device, non_blocking=True)
+            yb = targets(idx, epoch).to(device, non_blocking=True)
+            if spec.augment == "crop_flip":
+                xb = random_crop_flip(xb, augment_gen)
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.detach() * len(idx)
+        if log is not None:
+            log({"epoch": epoch + 1, "loss": loss_sum.item() / n, "lr": sched.get_last_lr()[0],
+                 "seconds": time.perf_counter() - started})
+        last = epoch + 1 == spec.epochs
+        if checkpoint is not None and save is not None and not last and (epoch + 1) % checkpoint_every == 0:
+            save(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                              "scheduler": sched.state_dict(), "shuffle": shuffle.get_state(),
+                              "augment": augment_gen.get_state(), "epoch": epoch + 1})
+    model.eval()
+    return model
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, precision: str = "auto",
+                   batch_size: int = 8192) -> torch.Tensor:
+    """Logits float32 [N, C] on the CPU, computed in chunks (x may be memory-mapped)."""
+    model.to(device)
+    model.eval()
+    dtype = autocast_dtype(device, precision)
+    out = []
+    for first in range(0, x.shape[0], batch_size):
+        xb = torch.as_tensor(x[first:first + batch_size]).to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            out.append(model(xb).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0)
