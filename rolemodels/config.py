@@ -54,13 +54,15 @@ class TeacherConfig:
     weight_decay: float = 0.0  # teachers must interpolate: keep regularisation off
     schedule: str = "onecycle"  # onecycle | cosine | constant
     augment: str = "none"  # none | crop_flip
+    neighbors: int = 1  # model=knn: neighbours k (1 is a sampler)
+    bandwidth: float = 0.0  # model=kernel: Laplace kernel bandwidth (0: median pairwise distance)
     data: str = "same"  # same | overlap | disjoint | bootstrap
     overlap: float = 0.5  # fraction of the training set per teacher with data=overlap
 
 
 @dataclass
 class StudentConfig:
-    model: str = ""  # empty: the teachers' architecture
+    model: str = ""  # empty: the teachers' architecture (a network of the data's kind for knn/kernel teachers)
     width: int = 0  # 0: the teachers' width
     epochs: int = 1  # passes over the pool
     batch_size: int = 256
@@ -239,6 +241,18 @@ def validate(cfg: Config) -> None:
     if cfg.data.n_pool < cfg.students.batch_size:
         raise UserError(f"config key data.n_pool: the pool ({cfg.data.n_pool}) is smaller than one student batch "
                         f"(students.batch_size={cfg.students.batch_size})")
+    from rolemodels.models import MODELS, SAMPLERS
+
+    if cfg.teachers.model not in MODELS and cfg.teachers.model not in SAMPLERS:
+        raise UserError(f"config key teachers.model: unknown model {cfg.teachers.model!r}: choose one of "
+                        f"{', '.join([*MODELS, *SAMPLERS])}")
+    if cfg.students.model and cfg.students.model not in MODELS:
+        raise UserError(f"config key students.model: unknown model {cfg.students.model!r}: students are networks, "
+                        f"choose one of {', '.join(MODELS)}")
+    if cfg.teachers.neighbors < 1:
+        raise UserError(f"config key teachers.neighbors: must be at least 1, got {cfg.teachers.neighbors}")
+    if cfg.teachers.bandwidth < 0:
+        raise UserError(f"config key teachers.bandwidth: must be positive, or 0 for the median distance")
     if any(k < 1 for k in cfg.sweep.teachers):
         raise UserError(f"config key sweep.teachers: teacher counts must be at least 1, got {cfg.sweep.teachers}")
 

@@ -24,11 +24,11 @@ from rolemodels.config import NOT_RESULTS, Config, to_dict, to_toml
 from rolemodels.data import Dataset, load_dataset
 from rolemodels.errors import UserError
 from rolemodels.metrics import accuracy, confusion, noise_replication
-from rolemodels.models import build_model, input_stats
+from rolemodels.models import SAMPLERS, build_model, input_stats
 from rolemodels.progress import Progress
 from rolemodels.store import (Manifest, RunLock, atomic_save_npy, atomic_save_torch, atomic_write_json,
                               atomic_write_text, check_config, ensure_writable, load_torch)
-from rolemodels.teach import label_pool, softmax_sum, teacher_subsets
+from rolemodels.teach import fit_sampler, label_pool, softmax_sum, teacher_subsets
 from rolemodels.train import FitSpec, fit, fixed_targets, predict_logits, resolve_device
 
 
@@ -112,6 +112,10 @@ def train_teachers(ctx: Context, seed: int, noisy: torch.Tensor, folder: Path) -
     spec = FitSpec.from_config(cfg)
     teachers = []
     for k, subset in enumerate(subsets):
+        if cfg.model in SAMPLERS:  # k-NN and kernel teachers are fitted in seconds: never cached
+            teachers.append(fit_sampler(cfg.model, x[subset], noisy[subset], ctx.data.num_classes,
+                                        cfg.neighbors, cfg.bandwidth))
+            continue
         path = folder / f"teacher{k}.pt"
         model = ctx.new_model(cfg.model, cfg.width, _seed(seed, "teacher", k))
         if ctx.cached(path):
@@ -170,8 +174,13 @@ def train_student(ctx: Context, name: str, seed: int, index: int, x: torch.Tenso
                   folder: Path, recipe: str = "students") -> torch.Tensor:
     """Train (or reload) one student and return its test predictions int64 [N_test]."""
     section = ctx.cfg.students if recipe == "students" else ctx.cfg.teachers
-    model_name = ctx.cfg.students.model or ctx.cfg.teachers.model if recipe == "students" else section.model
-    width = (ctx.cfg.students.width or ctx.cfg.teachers.width) if recipe == "students" else section.width
+    if recipe == "teachers" and section.model in SAMPLERS:  # the clean-label reference of a sampler
+        sampler = fit_sampler(section.model, x[:n], targets(torch.arange(n), 0), ctx.data.num_classes,
+                              section.neighbors, section.bandwidth)
+        return ctx.predict(sampler, ctx.data.x_test).argmax(1)
+    model_name, width = student_architecture(ctx.cfg, ctx.data)
+    if recipe == "teachers":
+        model_name, width = section.model, section.width
     path = folder / f"{name}.pt"
     model = ctx.new_model(model_name, width, _seed(seed, "student", index))
     if ctx.cached(path):
@@ -184,6 +193,15 @@ def train_student(ctx: Context, name: str, seed: int, index: int, x: torch.Tenso
         ctx.save_torch(path, model.state_dict())
         ctx.progress.done()
     return ctx.predict(model, ctx.data.x_test).argmax(1)
+
+
+def student_architecture(cfg: Config, data: Dataset) -> tuple[str, int]:
+    """The students' model and width: the teachers' network, unless set or the teachers are samplers."""
+    name = cfg.students.model or cfg.teachers.model
+    if name in SAMPLERS:
+        name = "cnn1d" if len(data.input_shape) == 1 else "cnn2d" if len(data.input_shape) == 3 else "mlp"
+    width = cfg.students.width or (cfg.teachers.width if name == cfg.teachers.model else 0)
+    return name, width
 
 
 def distillation_targets(ctx: Context, pool_labels: torch.Tensor, pool_logits: list[np.ndarray], k: int,

@@ -174,6 +174,10 @@ MODELS: dict[str, tuple[Builder, int, str]] = {
 }
 
 
+# Non-neural samplers (rolemodels.samplers) can be teachers, not students.
+SAMPLERS = {"knn": "k-nearest neighbours (k=1: a sampler)", "kernel": "minimum-norm Laplace-kernel interpolation"}
+
+
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, width: int = 0,
                 mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> nn.Sequential:
     """Standardize + body. width 0 takes the model's default width. mean/std default to 0/1."""

@@ -5,6 +5,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 from rolemodels.errors import UserError
 
@@ -61,3 +62,34 @@ def softmax_sum(logits: list[np.ndarray], chunk: int = 262144) -> torch.Tensor:
             part = torch.from_numpy(np.asarray(teacher[first:first + chunk], dtype=np.float32))
             total[first:first + chunk] += torch.softmax(part, dim=1)
     return total
+
+
+class SamplerTeacher(nn.Module):
+    """A non-neural sampler (k-NN, kernel interpolation) behind the module interface of a network.
+
+    forward returns log-probabilities, so argmax, softmax and summed logits mean what they mean
+    for a network's logits.
+    """
+
+    def __init__(self, sampler):
+        super().__init__()
+        self.sampler = sampler
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):  # distances in float32, not bf16
+            probs = self.sampler.predict_proba(x.float().cpu())
+        return probs.clamp_min(1e-6).log().to(x.device)
+
+
+def fit_sampler(name: str, x: torch.Tensor, y: torch.Tensor, num_classes: int, neighbors: int = 1,
+                bandwidth: float = 0.0) -> SamplerTeacher:
+    """Fit a `knn` or `kernel` teacher on inputs x [n, ...] and labels int64 [n]."""
+    from rolemodels.samplers import KernelInterpolator, NearestNeighbors
+
+    if name == "knn":
+        sampler = NearestNeighbors(k=neighbors)
+    elif name == "kernel":
+        sampler = KernelInterpolator(bandwidth=bandwidth or None)
+    else:
+        raise UserError(f"unknown sampler {name!r}: choose knn or kernel")
+    return SamplerTeacher(sampler.fit(torch.as_tensor(x).float(), y, num_classes))

@@ -1,0 +1,25 @@
+"""rolemodels: knowledge distillation from noisy teachers (bad models can be good role models).
+
+Each idea of the paper is a function over tensors or arrays:
+    noisy = apply_noise(labels, transition_matrix("paper", 10), seed=0)
+    votes = plurality_vote(teacher_labels, num_classes)
+    labels = random_teacher_labels(teacher_labels, seed=0)
+"""
+from rolemodels.combine import (mean_probability, per_batch_teacher_targets, per_epoch_teacher_targets,
+                                plurality_vote, random_teacher_labels, summed_logits_labels, vote_shares)
+from rolemodels.errors import RunError, UserError
+from rolemodels.metrics import accuracy, confusion, noise_replication
+from rolemodels.models import build_model, count_parameters, input_stats
+from rolemodels.noise import apply_noise, noise_partner, realized_matrix, transition_matrix
+from rolemodels.teach import label_pool, teacher_subsets
+from rolemodels.train import FitSpec, fit, fixed_targets, predict_logits
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FitSpec", "RunError", "UserError", "accuracy", "apply_noise", "build_model", "confusion", "count_parameters",
+    "fit", "fixed_targets", "input_stats", "label_pool", "mean_probability", "noise_partner", "noise_replication",
+    "per_batch_teacher_targets", "per_epoch_teacher_targets", "plurality_vote", "predict_logits",
+    "random_teacher_labels", "realized_matrix", "summed_logits_labels", "teacher_subsets", "transition_matrix",
+    "vote_shares",
+]

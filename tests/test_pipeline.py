@@ -1,0 +1,98 @@
+"""End to end: the tiny preset through the CLI, its results.json contract, resume and bad config."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rolemodels.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "configs" / "tiny.toml")
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, cache_dir) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    assert main(["run", "--config", TINY, "--out", str(out), "--quiet", f"data.cache_dir={cache_dir}"]) == 0
+    return out
+
+
+def test_run_writes_every_output(tiny_run: Path):
+    for name in ("config.toml", "results.json", "report.md", "metrics.jsonl", "figures/confusion.png",
+                 "figures/teachers.png"):
+        assert (tiny_run / name).stat().st_size > 0, name
+    assert (tiny_run / "figures/confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (tiny_run / "report.md").read_text()
+    assert "| one teacher" in report and "81.3" in report
+
+
+def test_results_contract(tiny_run: Path):
+    results = json.loads((tiny_run / "results.json").read_text())
+    for row in ("teacher", "teacher_train_fit", "ensemble", "ensemble_mean_prob", "ensemble_distill",
+                "random_distill", "clean_train", "clean_pool"):
+        entry = results["table"][row]
+        assert set(entry) >= {"mean", "std", "values"}
+        assert 0.0 <= entry["mean"] <= 1.0
+    assert len(results["table"]["teacher"]["values"]) == 3  # 3 teachers x 1 seed
+    assert results["sweep"]["teachers"] == [1, 3]
+    for name in ("ensemble", "ensemble_distill", "random_distill"):
+        assert len(results["sweep"][name]) == 2
+    # The sweep's last point is the Table 1 row (same teachers, same students).
+    assert results["sweep"]["ensemble"][-1] == pytest.approx(results["table"]["ensemble"]["mean"])
+    for name in ("teacher", "ensemble", "random_distill", "ensemble_distill"):
+        assert 0.0 <= results["sampler"][f"{name}_noise_replication"] <= 1.0
+    assert results["noise"]["rate"] == pytest.approx(0.2, abs=0.002)
+    realized = results["noise"]["realized_matrix"]
+    assert realized[0][5] == pytest.approx(0.2, abs=0.01) and realized[0][0] == pytest.approx(0.8, abs=0.01)
+    assert set(results["seconds"]) >= {"total", "teachers", "labelling", "students"}
+
+
+def test_paper_effect_on_tiny(tiny_run: Path):
+    """The ordering the paper reports, with margins measured on the tiny preset over seeds 0-4."""
+    results = json.loads((tiny_run / "results.json").read_text())
+    table, sampler = results["table"], results["sampler"]
+    assert min(table["teacher_train_fit"]["values"]) >= 0.97  # teachers interpolate their noisy labels
+    assert sampler["teacher_noise_replication"] >= 0.08  # ... and so replicate the noise on new inputs
+    assert table["ensemble"]["mean"] > table["teacher"]["mean"]
+    for student in ("ensemble_distill", "random_distill"):
+        assert table[student]["mean"] >= table["teacher"]["mean"] + 0.03
+        assert sampler[f"{student}_noise_replication"] < sampler["teacher_noise_replication"]
+
+
+def test_rerun_reuses_everything(tiny_run: Path, cache_dir: str, capsys):
+    before = {p: p.stat().st_mtime_ns for p in tiny_run.rglob("*.pt")}
+    assert main(["run", "--config", TINY, "--out", str(tiny_run), "--quiet", f"data.cache_dir={cache_dir}"]) == 0
+    after = {p: p.stat().st_mtime_ns for p in tiny_run.rglob("*.pt")}
+    assert before == after  # no teacher or student was trained again
+
+
+def test_changed_config_is_refused(tiny_run: Path, cache_dir: str, capsys):
+    code = main(["run", "--config", TINY, "--out", str(tiny_run), "--quiet", f"data.cache_dir={cache_dir}",
+                 "teachers.epochs=3"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "teachers.epochs" in err and "--force" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("teachers.count=0", "teachers.count: must be at least 1"),
+    ("noise.rate=1.0", "noise.rate: must be in [0, 1)"),
+    ("teachers.bogus=1", "unknown config key 'teachers.bogus'"),
+    ("teachers.epochs=ten", "teachers.epochs: expected int"),
+    ("data.n_pool=10", "smaller than one student batch"),
+    ("teachers.model=vgg", "unknown model 'vgg'"),
+])
+def test_bad_config_is_one_line_and_exit_2(tmp_path, cache_dir, capsys, override, expected):
+    out = tmp_path / "run"
+    code = main(["run", "--config", TINY, "--out", str(out), "--quiet", f"data.cache_dir={cache_dir}", override])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
