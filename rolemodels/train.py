@@ -123,7 +123,7 @@ def fit(model: nn.Module, x: torch.Tensor, n: int, targets: Targets, spec: FitSp
         start_epoch = state["epoch"]
     if spec.augment == "crop_flip":
         from rolemodels.augment import random_crop_flip
-    on_device = x.device == device
+    on_device = getattr(x, "device", None) == device  # a memory-mapped pool is not a tensor
     for epoch in range(start_epoch, spec.epochs):
         started = time.perf_counter()
         order = torch.randperm(n, generator=shuffle)
