@@ -83,9 +83,12 @@ def per_batch_teacher_targets(teacher_labels: torch.Tensor, seed: int) -> Target
 def per_epoch_teacher_targets(teacher_labels: torch.Tensor, seed: int) -> Targets:
     """A fresh random teacher for each example every time it is seen (every epoch)."""
     n, k = teacher_labels.shape
+    drawn: dict[int, torch.Tensor] = {}
 
     def targets(idx: torch.Tensor, epoch: int) -> torch.Tensor:
-        draws = random_teacher_draws(n, k, seed + 7919 * epoch)  # one draw per example per epoch
-        return teacher_labels[idx, draws[idx]].long()
+        if epoch not in drawn:  # one draw per example per epoch, made once
+            drawn.clear()
+            drawn[epoch] = random_teacher_draws(n, k, seed + 7919 * epoch)
+        return teacher_labels[idx, drawn[epoch][idx]].long()
 
     return targets

@@ -6,6 +6,7 @@ default's type; anything else is answered with one line naming the key and what 
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,7 +262,7 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return json.dumps(value)  # a JSON string is a valid TOML basic string, control characters escaped
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, list):

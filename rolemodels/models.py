@@ -53,10 +53,10 @@ class Standardize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x.float() - self.mean) / self.std  # broadcasts over the last (channel) axis
         if self.layout == "signal":
-            return x.reshape(x.shape[0], 1, -1)
+            return x.flatten(1).unsqueeze(1)
         if self.layout == "image":
             return x.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
-        return x.reshape(x.shape[0], -1)
+        return x.flatten(1)
 
 
 class CNN1d(nn.Module):

@@ -45,6 +45,7 @@ def label_pool(predict: Callable[[torch.Tensor], torch.Tensor], x_pool: torch.Te
         logits = predict(torch.as_tensor(x_pool[first:first + chunk]))
         if labels_out is None:
             labels_out = np.empty(n, dtype=np.uint8)
+        if logits_out is None:
             logits_out = np.empty((n, logits.shape[1]), dtype=np.float16)
         labels_out[first:first + len(logits)] = logits.argmax(1).numpy().astype(np.uint8)
         logits_out[first:first + len(logits)] = logits.numpy().astype(np.float16)

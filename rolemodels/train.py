@@ -143,7 +143,7 @@ def fit(model: nn.Module, x: torch.Tensor, n: int, targets: Targets, spec: FitSp
             sched.step()
             loss_sum += loss.detach() * len(idx)
         if log is not None:
-            log({"epoch": epoch + 1, "loss": loss_sum.item() / n, "lr": sched.get_last_lr()[0],
+            log({"epoch": epoch + 1, "loss": loss_sum.item() / n, "lr": opt.param_groups[0]["lr"],
                  "seconds": time.perf_counter() - started})
         last = epoch + 1 == spec.epochs
         if checkpoint is not None and save is not None and not last and (epoch + 1) % checkpoint_every == 0:
@@ -166,4 +166,6 @@ def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, prec
         xb = torch.as_tensor(x[first:first + batch_size]).to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             out.append(model(xb).float().cpu())
-    return torch.cat(out) if out else torch.zeros(0)
+    if not out:  # no examples: an empty batch still gives [0, C]
+        return model(torch.as_tensor(x[:0]).to(device)).float().cpu()
+    return torch.cat(out)

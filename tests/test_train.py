@@ -1,0 +1,283 @@
+"""The training loop: learning, determinism by seed, checkpoint and resume, precision, prediction."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from rolemodels.errors import UserError
+from rolemodels.models import build_model
+from rolemodels.train import FitSpec, autocast_dtype, cpu_has_bf16, fit, fixed_targets, predict_logits
+
+CPU = torch.device("cpu")
+N, D, C = 96, 5, 3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread; on a shared CPU, more threads mostly wait for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def separable_problem(seed: int = 0, n: int = N) -> tuple[torch.Tensor, torch.Tensor]:
+    """x float32 [n, 5]; y = argmax of a fixed linear map, so a linear classifier gets 100%."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, D, generator=gen)
+    w = torch.randn(D, C, generator=gen)
+    return x, (x @ w).argmax(1)
+
+
+def new_model(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model("mlp", (D,), C, width=2)
+
+
+def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    wa, wb = a.state_dict(), b.state_dict()
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def train(seed: int = 0, epochs: int = 6, precision: str = "fp32", **kwargs) -> torch.nn.Module:
+    x, y = separable_problem()
+    spec = FitSpec(epochs=epochs, batch_size=16, lr=1e-2, **{k: kwargs.pop(k) for k in list(kwargs)
+                                                              if k in FitSpec.__dataclass_fields__})
+    model = kwargs.pop("model", None) or new_model(seed)
+    return fit(model, x, N, fixed_targets(y), spec, seed=seed, device=CPU, precision=precision, **kwargs)
+
+
+def train_accuracy(model: torch.nn.Module) -> float:
+    x, y = separable_problem()
+    return (predict_logits(model, x, CPU, precision="fp32").argmax(1) == y).double().mean().item()
+
+
+# ----------------------------------------------------------------------------- learning
+
+
+def test_fit_learns_a_separable_problem():
+    model = new_model(0)
+    before = train_accuracy(model)
+    train(epochs=30, model=model)
+    assert train_accuracy(model) >= 0.95
+    assert before < 0.8  # it was not solved at initialisation
+    assert not model.training  # fit leaves the model in eval mode
+
+
+def test_log_reports_every_epoch_with_decreasing_loss():
+    records = []
+    train(epochs=8, log=records.append)
+    assert [r["epoch"] for r in records] == list(range(1, 9))
+    assert all(set(r) >= {"epoch", "loss", "lr", "seconds"} for r in records)
+    assert records[-1]["loss"] < records[0]["loss"]
+
+
+def test_fit_on_empty_set_is_a_user_error():
+    x, y = separable_problem()
+    with pytest.raises(UserError, match="empty"):
+        fit(new_model(0), x, 0, fixed_targets(y), FitSpec(epochs=1, batch_size=8), seed=0, device=CPU)
+
+
+def test_fit_asks_targets_for_a_permutation_of_the_first_n_each_epoch():
+    x, y = separable_problem()
+    n = 50  # x has 96 rows; only the first 50 are the training set
+    seen: dict[int, list[int]] = {}
+
+    def targets(idx, epoch):
+        seen.setdefault(epoch, []).extend(idx.tolist())
+        return y[idx]
+
+    fit(new_model(0), x, n, targets, FitSpec(epochs=3, batch_size=16), seed=0, device=CPU, precision="fp32")
+    assert sorted(seen) == [0, 1, 2]
+    for epoch, order in seen.items():
+        assert sorted(order) == list(range(n))
+    assert seen[0] != seen[1]  # reshuffled each epoch
+    assert seen[0] != list(range(n))
+
+
+def test_fixed_targets_returns_labels_of_the_batch_whatever_the_epoch():
+    labels = torch.tensor([4, 0, 2, 2, 1, 3])
+    targets = fixed_targets(labels)
+    idx = torch.tensor([5, 0, 3])
+    assert targets(idx, 0).tolist() == [3, 4, 2]
+    assert torch.equal(targets(idx, 7), targets(idx, 0))
+
+
+# ----------------------------------------------------------------------------- determinism
+
+
+def test_same_seed_gives_identical_weights():
+    assert same_weights(train(seed=3), train(seed=3))
+
+
+def test_different_seed_gives_different_weights():
+    assert not same_weights(train(seed=3), train(seed=4))
+
+
+def test_shuffle_seed_alone_changes_the_result():
+    x, y = separable_problem()
+    spec = FitSpec(epochs=2, batch_size=16, lr=1e-2)
+    a = fit(new_model(0), x, N, fixed_targets(y), spec, seed=0, device=CPU, precision="fp32")
+    b = fit(new_model(0), x, N, fixed_targets(y), spec, seed=1, device=CPU, precision="fp32")
+    assert not same_weights(a, b)
+
+
+# ----------------------------------------------------------------------------- checkpoint and resume
+
+
+class Interrupt(Exception):
+    pass
+
+
+def save(path: Path, obj: dict) -> None:
+    torch.save(obj, path)
+
+
+@pytest.mark.parametrize("schedule, optimizer", [("onecycle", "adamw"), ("cosine", "sgd")])
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, schedule, optimizer):
+    epochs = 7
+    reference = train(seed=5, epochs=epochs, schedule=schedule, optimizer=optimizer,
+                      checkpoint=tmp_path / "reference.pt", checkpoint_every=2, save=save)
+
+    def stop_after_epoch_3(record):
+        if record["epoch"] == 3:
+            raise Interrupt
+
+    checkpoint = tmp_path / "run.pt"
+    with pytest.raises(Interrupt):
+        train(seed=5, epochs=epochs, schedule=schedule, optimizer=optimizer,
+              checkpoint=checkpoint, checkpoint_every=2, save=save, log=stop_after_epoch_3)
+    assert checkpoint.exists()
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 2
+
+    resumed_epochs = []
+    resumed = train(seed=5, epochs=epochs, schedule=schedule, optimizer=optimizer, checkpoint=checkpoint,
+                    checkpoint_every=2, save=save, log=lambda r: resumed_epochs.append(r["epoch"]))
+    assert resumed_epochs == [3, 4, 5, 6, 7]  # continues after the saved epoch
+    assert same_weights(resumed, reference)
+
+
+def test_resume_differs_from_restarting_without_the_checkpoint(tmp_path):
+    # guards the test above: an interrupted run that restarts from scratch for the remaining epochs
+    # would not match, so equality really comes from the checkpoint
+    reference = train(seed=5, epochs=6)
+    partial = new_model(5)
+    x, y = separable_problem()
+    fit(partial, x, N, fixed_targets(y), FitSpec(epochs=4, batch_size=16, lr=1e-2), seed=5, device=CPU,
+        precision="fp32")
+    assert not same_weights(partial, reference)
+
+
+def test_checkpoints_are_saved_every_k_epochs_but_not_after_the_last(tmp_path):
+    saved = []
+
+    def record(path, obj):
+        saved.append(obj["epoch"])
+        assert set(obj) >= {"model", "optimizer", "scheduler", "shuffle", "augment", "epoch"}
+        save(path, obj)
+
+    train(epochs=6, checkpoint=tmp_path / "c.pt", checkpoint_every=2, save=record)
+    assert saved == [2, 4]
+    saved.clear()
+    train(epochs=7, checkpoint=tmp_path / "d.pt", checkpoint_every=3, save=record)
+    assert saved == [3, 6]
+
+
+def test_no_checkpoint_written_without_save(tmp_path):
+    train(epochs=4, checkpoint=tmp_path / "c.pt", checkpoint_every=1)
+    assert not (tmp_path / "c.pt").exists()
+
+
+# ----------------------------------------------------------------------------- precision
+
+
+def test_autocast_dtype_choices():
+    assert autocast_dtype(CPU, "fp32") is None
+    assert autocast_dtype(CPU, "bf16") == torch.bfloat16
+    assert autocast_dtype(CPU, "auto") == (torch.bfloat16 if cpu_has_bf16() else None)
+    assert autocast_dtype(torch.device("cuda"), "auto") == torch.bfloat16
+    assert autocast_dtype(torch.device("cuda"), "fp32") is None
+
+
+@pytest.mark.parametrize("precision", ["auto", "bf16"])
+def test_reduced_precision_trains_and_is_deterministic(precision):
+    a = train(seed=1, epochs=30, precision=precision)
+    assert train_accuracy(a) >= 0.9
+    assert same_weights(a, train(seed=1, epochs=30, precision=precision))
+    for p in a.parameters():
+        assert p.dtype == torch.float32  # autocast keeps the master weights in fp32
+
+
+def test_bf16_and_fp32_are_different_computations():
+    assert not same_weights(train(seed=1, epochs=3, precision="bf16"), train(seed=1, epochs=3, precision="fp32"))
+
+
+# ----------------------------------------------------------------------------- predict_logits
+
+
+def test_predict_logits_chunked_equals_unchunked_and_the_model():
+    model = train(seed=2, epochs=2)
+    x = torch.randn(37, D, generator=torch.Generator().manual_seed(9))
+    whole = predict_logits(model, x, CPU, precision="fp32", batch_size=1000)
+    assert whole.dtype == torch.float32 and whole.shape == (37, C)
+    with torch.no_grad():
+        direct = model(x)
+    assert torch.allclose(whole, direct, rtol=0, atol=1e-6)
+    for batch_size in (1, 5, 36, 37):
+        chunked = predict_logits(model, x, CPU, precision="fp32", batch_size=batch_size)
+        assert chunked.shape == (37, C)
+        assert torch.allclose(chunked, whole, rtol=0, atol=1e-6)
+
+
+def test_predict_logits_in_bf16_is_close_and_float32():
+    model = train(seed=2, epochs=2)
+    x, _ = separable_problem()
+    low = predict_logits(model, x, CPU, precision="bf16", batch_size=10)
+    high = predict_logits(model, x, CPU, precision="fp32")
+    assert low.dtype == torch.float32
+    assert torch.allclose(low, high, atol=0.1, rtol=0.05)
+
+
+def test_predict_logits_of_empty_input_has_class_axis():
+    out = predict_logits(new_model(0), torch.zeros(0, D), CPU, precision="fp32")
+    assert out.shape == (0, C)
+
+
+# ----------------------------------------------------------------------------- schedules and optimizers
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "constant"])
+def test_schedules_and_optimizers_run(schedule, optimizer):
+    records = []
+    before = weights(new_model(0))
+    model = train(seed=0, epochs=3, schedule=schedule, optimizer=optimizer, log=records.append)
+    after = weights(model)
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    lrs = [r["lr"] for r in records]
+    lr = 1e-2
+    if schedule == "constant":
+        assert lrs == pytest.approx([lr] * 3)
+    elif schedule == "cosine":
+        # cosine to zero over all steps: (1 + cos(pi * t / T)) / 2 after t of T steps
+        steps, total = 6, 18
+        expected = [lr * (1 + math.cos(math.pi * steps * e / total)) / 2 for e in (1, 2, 3)]
+        assert lrs == pytest.approx(expected, abs=1e-9)
+    else:
+        # warm-up ends within the first epoch (15% of 18 steps); then the rate only falls
+        assert max(lrs) <= lr + 1e-12
+        assert lrs[0] > lrs[1] > lrs[2]
+        assert lrs[-1] < lr / 20  # one cycle ends far below the peak
+
+
+def test_sgd_without_momentum_runs():
+    model = train(seed=0, epochs=2, optimizer="sgd", momentum=0.0)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
