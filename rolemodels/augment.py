@@ -1,0 +1,60 @@
+"""Batch augmentation on channels-last images: random translation (a padded crop) and flip.
+
+Everything is vectorised over the batch and runs on the images' device; no Python loop
+over images. The random draws are separate from applying them, so tests can replay them.
+"""
+from __future__ import annotations
+
+import torch
+
+from rolemodels.errors import UserError
+
+
+def draw_crop_flip(
+    batch: int, pad: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw per-image crop offsets and flips on the generator's device.
+
+    Returns (top int64[B], left int64[B], flip bool[B]): the crop's corner in the image
+    padded by `pad` on every side (uniform over 0 .. 2*pad, i.e. a shift of -pad .. pad),
+    and whether to mirror the image left-right (probability 1/2).
+    """
+    device = generator.device
+    top = torch.randint(0, 2 * pad + 1, (batch,), generator=generator, device=device)
+    left = torch.randint(0, 2 * pad + 1, (batch,), generator=generator, device=device)
+    flip = torch.randint(0, 2, (batch,), generator=generator, device=device).bool()
+    return top, left, flip
+
+
+def apply_crop_flip(
+    x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor, pad: int
+) -> torch.Tensor:
+    """Crop each image of x [B, H, W, C] from its zero-padded copy at (top, left), then flip.
+
+    out[b, i, j] = padded[b, top[b] + i, left[b] + j'] with j' = W-1-j if flip[b] else j,
+    where padded[b, r, c] = x[b, r - pad, c - pad] inside the image and 0 outside.
+    Same dtype and device as x.
+    """
+    b, h, w, _ = x.shape
+    device = x.device
+    top, left, flip = top.to(device), left.to(device), flip.to(device)
+    cols = torch.arange(w, device=device)
+    cols = torch.where(flip[:, None], w - 1 - cols, cols)  # [B, W]
+    rows = torch.arange(h, device=device)[None, :] + (top - pad)[:, None]  # [B, H], source rows
+    cols = cols + (left - pad)[:, None]  # [B, W], source columns
+    inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]  # [B, H, W]
+    images = torch.arange(b, device=device)[:, None, None]
+    gathered = x[images, rows.clamp(0, h - 1)[:, :, None], cols.clamp(0, w - 1)[:, None, :]]  # [B, H, W, C]
+    return torch.where(inside[..., None], gathered, torch.zeros((), dtype=x.dtype, device=device))
+
+
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Randomly translate each image of x [B, H, W, C] by up to `pad` pixels (zero fill)
+    and mirror it left-right with probability 1/2. Any dtype; any device (the generator
+    may live on another device). Returns a new tensor shaped like x."""
+    if x.ndim != 4:
+        raise UserError(f"random_crop_flip: images of shape {tuple(x.shape)}, expected [B, H, W, C]")
+    if pad < 0:
+        raise UserError(f"random_crop_flip: pad={pad}, expected pad >= 0")
+    top, left, flip = draw_crop_flip(x.shape[0], pad, generator)
+    return apply_crop_flip(x, top, left, flip, pad)
