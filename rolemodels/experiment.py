@@ -22,6 +22,8 @@ from rolemodels.combine import (mean_probability, per_batch_teacher_targets, per
                                 plurality_vote, random_teacher_labels, summed_logits_labels)
 from rolemodels.config import NOT_RESULTS, Config, to_dict, to_toml
 from rolemodels.data import Dataset, load_dataset
+from rolemodels.diagnostics import (pointwise_sampler_distance, sampler_distance, teacher_agreement,
+                                    vote_share_histogram)
 from rolemodels.errors import UserError
 from rolemodels.metrics import accuracy, confusion, noise_replication
 from rolemodels.models import SAMPLERS, build_model, input_stats
@@ -295,6 +297,14 @@ def run_seed(ctx: Context, seed: int) -> dict:
     if clean_pool is not None:
         predictions["clean_pool"] = clean_pool
     teacher_acc = [accuracy(teacher_test[:, k], y_test) for k in range(K)]
+    C = data.num_classes
+    sampler = {
+        "sampler_distance": {"teacher": [sampler_distance(y_test, teacher_test[:, k], T, C) for k in range(K)],
+                             **{name: sampler_distance(y_test, pred, T, C) for name, pred in predictions.items()}},
+        "pointwise_sampler_distance": pointwise_sampler_distance(y_test, teacher_test, T),
+        "teacher_agreement": teacher_agreement(teacher_test) if K > 1 else 1.0,
+        "vote_share_histogram": vote_share_histogram(y_test, teacher_test, partner).tolist(),
+    }
     teacher_rep = [noise_replication(teacher_test[:, k], y_test, partner) for k in range(K)]
     return {
         "seed": seed,
@@ -311,10 +321,9 @@ def run_seed(ctx: Context, seed: int) -> dict:
         },
         "noise": {"matrix": T.tolist(), "realized_counts": counts.tolist(), "realized_matrix": rates.tolist(),
                   "rate": float((noisy_np != data.y_train.numpy()).mean()), "partner": partner.tolist()},
-        "confusion": {name: confusion(pred, y_test, data.num_classes).tolist() for name, pred in
-                      [("teacher", teacher_test[:, 0]), ("ensemble", ensemble),
-                       ("ensemble_distill", predictions["ensemble_distill"]),
-                       ("random_distill", predictions["random_distill"])]},
+        "sampler": sampler,
+        "confusion": {name: confusion(pred, y_test, C).tolist()
+                      for name, pred in [("teacher", teacher_test[:, 0]), *predictions.items()]},
         "seconds": times,
     }
 

@@ -53,6 +53,13 @@ def summarize_run(cfg: Config, data: Dataset, per_seed: list[dict], seconds: flo
         "sampler": {
             **{f"{name}_noise_replication": replication[name]["mean"] for name in replication},
             "noise_replication": replication,
+            "sampler_distance": {
+                "teacher": summarize([v for s in per_seed for v in s["sampler"]["sampler_distance"]["teacher"]]),
+                **{name: summarize([s["sampler"]["sampler_distance"][name] for s in per_seed])
+                   for name in per_seed[0]["sampler"]["sampler_distance"] if name != "teacher"}},
+            "pointwise_sampler_distance": summarize([s["sampler"]["pointwise_sampler_distance"] for s in per_seed]),
+            "teacher_agreement": summarize([s["sampler"]["teacher_agreement"] for s in per_seed]),
+            "vote_share_histogram": np.sum([s["sampler"]["vote_share_histogram"] for s in per_seed], 0).tolist(),
         },
         "noise": {"rate": float(np.mean([s["noise"]["rate"] for s in per_seed])), "matrix": first["matrix"],
                   "realized_matrix": first["realized_matrix"], "realized_counts": first["realized_counts"],
@@ -78,13 +85,17 @@ def _pct(summary: dict) -> str:
 
 def table_markdown(results: dict) -> str:
     """Table 1 as Markdown: our accuracy and noise replication beside the paper's CIFAR-10 row."""
-    lines = ["| | accuracy (%) | noise replication (%) | paper, CIFAR-10 (%) |", "|---|---|---|---|"]
+    lines = ["| | accuracy (%) | noise replication (%) | sampler distance | paper, CIFAR-10 (%) |",
+             "|---|---|---|---|---|"]
     for key, label in ROWS:
         if key not in results["table"]:
             continue
         rep = results["sampler"]["noise_replication"].get(key)
         rep_text = _pct(rep) if rep else ""
-        lines.append(f"| {label} | {_pct(results['table'][key])} | {rep_text} | {PAPER_CIFAR10.get(key, '')} |")
+        distance = results["sampler"]["sampler_distance"].get(key)
+        distance_text = f"{distance['mean']:.3f}" if distance else ""
+        lines.append(f"| {label} | {_pct(results['table'][key])} | {rep_text} | {distance_text} | "
+                     f"{PAPER_CIFAR10.get(key, '')} |")
     return "\n".join(lines)
 
 
@@ -114,6 +125,13 @@ examples, a pool of {results['dataset']['n_pool']:,} unlabelled examples. Noise:
 
 Noise replication: how often a model predicts the noisy partner of the true class on the clean test set
 (a perfect sampler of this noise: {100 * results['noise']['rate']:.0f}%, the clean classifier: 0%).
+
+Sampler distance: mean over classes of the total variation between a model's test predictions given
+the true class and the noise's row for that class (0: a perfect sampler of the noise; {results['noise']['rate']:.2f}
+for the clean classifier). Teachers agree on {100 * results['sampler']['teacher_agreement']['mean']:.1f}% of test
+points (mean over pairs); pointwise sampler distance of the teachers' vote shares:
+{results['sampler']['pointwise_sampler_distance']['mean']:.3f}. Test points by how many of the K teachers vote for the
+noise partner of the true class (0..K): {results['sampler']['vote_share_histogram']}.
 
 ## Figure 2: accuracy against the number of teachers
 

@@ -55,15 +55,24 @@ def test_results_contract(tiny_run: Path):
 
 
 def test_paper_effect_on_tiny(tiny_run: Path):
-    """The ordering the paper reports, with margins measured on the tiny preset over seeds 0-4."""
+    """The ordering the paper reports, on the tiny preset.
+
+    Measured over seeds 0-4 (3 teachers each): teachers fit 1.000 of their noisy labels, replicate
+    18-22% of the noise, mean teacher 0.707; the ensemble beats its seed's mean teacher by 0.024 to
+    0.040 and students beat it by 0.055 to 0.081 (the ensemble by 0.018 to 0.046), with replication
+    0.14-0.19 against the teachers' 0.20.
+    """
     results = json.loads((tiny_run / "results.json").read_text())
     table, sampler = results["table"], results["sampler"]
-    assert min(table["teacher_train_fit"]["values"]) >= 0.97  # teachers interpolate their noisy labels
-    assert sampler["teacher_noise_replication"] >= 0.08  # ... and so replicate the noise on new inputs
-    assert table["ensemble"]["mean"] > table["teacher"]["mean"]
+    assert min(table["teacher_train_fit"]["values"]) >= 0.99  # teachers interpolate their noisy labels
+    assert sampler["teacher_noise_replication"] >= 0.15  # ... and so replicate the noise on new inputs
+    assert table["ensemble"]["mean"] > table["teacher"]["mean"] + 0.005
     for student in ("ensemble_distill", "random_distill"):
         assert table[student]["mean"] >= table["teacher"]["mean"] + 0.03
+        assert table[student]["mean"] >= table["ensemble"]["mean"]
         assert sampler[f"{student}_noise_replication"] < sampler["teacher_noise_replication"]
+    distance = sampler["sampler_distance"]
+    assert distance["teacher"]["mean"] < distance["clean_train"]["mean"]  # teachers sample, the clean model learns
 
 
 def test_rerun_reuses_everything(tiny_run: Path, cache_dir: str, capsys):
