@@ -29,7 +29,8 @@ from rolemodels.metrics import accuracy, confusion, noise_replication
 from rolemodels.models import SAMPLERS, build_model, input_stats
 from rolemodels.progress import Progress
 from rolemodels.store import (Manifest, RunLock, atomic_save_npy, atomic_save_torch, atomic_write_json,
-                              atomic_write_text, check_config, ensure_writable, load_torch)
+                              atomic_write_text, check_config, ensure_writable, load_torch,
+                              remove_temp_files)
 from rolemodels.teach import fit_sampler, label_pool, softmax_sum, teacher_subsets
 from rolemodels.train import FitSpec, fit, fixed_targets, predict_logits, resolve_device
 
@@ -338,22 +339,23 @@ def run_experiment(cfg: Config, out: str | Path, quiet: bool = False, force: boo
 
     out = Path(out)
     progress = Progress(quiet=quiet)
-    ensure_writable(out)
     started = time.perf_counter()
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    # Bad data or noise is refused before anything is written to the run folder.
+    data = load_dataset(cfg.data, progress=progress.note)
+    check_dataset(data)
+    noisy_training_labels(cfg, data, cfg.seed)
+    ensure_writable(out)
     with RunLock(out):
         check_config(out, to_dict(cfg), force, ignore=NOT_RESULTS)
+        remove_temp_files(out)  # what a killed run was writing
         atomic_write_text(out / "config.toml", to_toml(cfg))
         manifest = Manifest(out)
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
-        device = resolve_device(cfg.train.device)
-        data = load_dataset(cfg.data, progress=progress.note)
-        check_dataset(data)
         mean, std = input_stats(data.x_train)
         ctx = Context(cfg, data, device, out, manifest, progress, mean, std)
-        per_seed = []
-        for seed in range(cfg.seed, cfg.seed + cfg.seeds):
-            per_seed.append(run_seed(ctx, seed))
+        per_seed = [run_seed(ctx, seed) for seed in range(cfg.seed, cfg.seed + cfg.seeds)]
         results = summarize_run(cfg, data, per_seed, time.perf_counter() - started)
         atomic_write_json(out / "results.json", results)
         write_report(out, cfg, data, results, per_seed)
