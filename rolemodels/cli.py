@@ -13,11 +13,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     # Each command lives in its own module and registers itself here.
-    from rolemodels import cli_models, cli_noise, cli_run
+    from rolemodels import cli_models, cli_noise, cli_run, cli_theory
 
     cli_run.register(commands)
     cli_noise.register(commands)
     cli_models.register(commands)
+    cli_theory.register(commands)
     return parser
 
 

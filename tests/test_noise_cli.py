@@ -13,33 +13,6 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not (DATA / "cifar10_train_labels.npy").exists(), reason="shared data absent")
 
 
-@pytest.fixture(autouse=True)
-def _stand_in_for_unwritten_commands(monkeypatch):
-    """cli.py imports every command module; stand in (in memory only) for any not written yet.
-
-    A module that exists is always imported for real, so its own import errors still show.
-    """
-    import importlib.util
-    import re
-    import sys
-    import types
-
-    from rolemodels import cli
-
-    for _ in range(20):
-        try:
-            cli.build_parser()
-            return
-        except ImportError as err:
-            match = re.search(r"cannot import name '(\w+)' from 'rolemodels' ", str(err))
-            name = match.group(1) if match else None
-            if name is None or importlib.util.find_spec(f"rolemodels.{name}") is not None:
-                raise
-            stub = types.ModuleType(f"rolemodels.{name}")
-            stub.register = lambda commands: None
-            monkeypatch.setitem(sys.modules, f"rolemodels.{name}", stub)
-
-
 def run(argv, capsys):
     """Run the command line; return (exit code, stdout, stderr)."""
     code = main([str(a) for a in argv])
