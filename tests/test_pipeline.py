@@ -105,3 +105,19 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path, cache_dir, capsys, override
     assert code == 2
     assert expected in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("sampler", ["knn", "kernel"])
+def test_non_neural_teachers_go_through_the_pipeline(tmp_path, cache_dir, sampler):
+    out = tmp_path / sampler
+    code = main(["run", "--config", TINY, "--out", str(out), "--quiet", f"data.cache_dir={cache_dir}",
+                 f"teachers.model={sampler}", "teachers.data=disjoint", "sweep.students=false", "data.n_pool=4000",
+                 "students.epochs=2"])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    # An interpolating sampler reproduces every training label it saw.
+    assert results["table"]["teacher_train_fit"]["mean"] == 1.0
+    assert results["config"]["teachers"]["model"] == sampler
+    assert results["sweep"]["teachers"] == [3]
+    assert results["table"]["ensemble_distill"]["mean"] > 0.3  # a network student learnt from the samplers
+    assert not list((out / "seed0").rglob("teacher*.pt"))  # samplers are refitted, not stored
