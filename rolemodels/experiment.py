@@ -107,8 +107,11 @@ def noisy_training_labels(cfg: Config, data: Dataset, seed: int) -> tuple[np.nda
 # Stage 3: teachers
 
 
-def train_teachers(ctx: Context, seed: int, noisy: torch.Tensor, folder: Path) -> list[torch.nn.Module]:
-    """K teachers on the noisy training set, each checkpointed; finished ones are reused."""
+def train_teachers(ctx: Context, seed: int, noisy: torch.Tensor, folder: Path
+                   ) -> tuple[list[torch.nn.Module], list[torch.Tensor]]:
+    """K teachers on the noisy training set, each checkpointed; finished ones are reused.
+
+    Returns the teachers and the indices of the training examples each one saw."""
     cfg = ctx.cfg.teachers
     x = ctx.data.x_train
     subsets = teacher_subsets(len(noisy), cfg.count, cfg.data, cfg.overlap, _seed(seed, "subsets"))
@@ -138,7 +141,7 @@ def train_teachers(ctx: Context, seed: int, noisy: torch.Tensor, folder: Path) -
                 checkpoint.unlink()
             ctx.progress.done()
         teachers.append(model)
-    return teachers
+    return teachers, subsets
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,10 +250,12 @@ def run_seed(ctx: Context, seed: int) -> dict:
 
     # Teachers.
     started = time.perf_counter()
-    teachers = train_teachers(ctx, seed, noisy, folder / "teachers")
+    teachers, subsets = train_teachers(ctx, seed, noisy, folder / "teachers")
     times["teachers"] = time.perf_counter() - started
     test_logits = torch.stack([ctx.predict(t, data.x_test) for t in teachers])  # [K, N_test, C]
-    train_fit = [accuracy(ctx.predict(t, data.x_train).argmax(1), noisy) for t in teachers]
+    # How well each teacher fits the noisy labels it was trained on (1.0: it interpolates them).
+    train_fit = [accuracy(ctx.predict(t, data.x_train[subset]).argmax(1), noisy[subset])
+                 for t, subset in zip(teachers, subsets)]
     teacher_test = test_logits.argmax(2).T  # [N_test, K]
 
     # Pool labels.
