@@ -90,6 +90,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 = torch's default
     eval_batch_size: int = 8192
     checkpoint_every: int = 5  # teacher epochs between resumable checkpoints
+    compile: bool = False  # torch.compile the models (pays on GPUs for long runs)
 
 
 @dataclass
@@ -123,7 +124,7 @@ CHOICES = {
 }
 
 # Keys that change how fast a run goes but not what it computes: a rerun may change them.
-NOT_RESULTS = {"train.threads", "train.eval_batch_size", "train.checkpoint_every", "data.cache_dir"}
+NOT_RESULTS = {"train.threads", "train.eval_batch_size", "train.checkpoint_every", "train.compile", "data.cache_dir"}
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

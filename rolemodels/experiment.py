@@ -134,6 +134,7 @@ def train_teachers(ctx: Context, seed: int, noisy: torch.Tensor, folder: Path
             fit(model, x[subset], len(subset), fixed_targets(noisy[subset]), spec, _seed(seed, "teacher", k),
                 ctx.device, ctx.cfg.train.precision, checkpoint=checkpoint,
                 checkpoint_every=ctx.cfg.train.checkpoint_every, save=ctx.save_torch,
+                compile_model=ctx.cfg.train.compile,
                 log=lambda r, k=k: (ctx.progress.step(r), ctx.log({"seed": seed, "model": f"teacher{k}", **r})))
             ctx.save_torch(path, model.state_dict())
             if checkpoint.exists():
@@ -195,6 +196,7 @@ def train_student(ctx: Context, name: str, seed: int, index: int, x: torch.Tenso
         spec = FitSpec.from_config(section)
         ctx.progress.start(f"seed {seed}: student {name}", spec.epochs)
         fit(model, x, n, targets, spec, _seed(seed, "student", index), ctx.device, ctx.cfg.train.precision,
+            compile_model=ctx.cfg.train.compile,
             log=lambda r: (ctx.progress.step(r), ctx.log({"seed": seed, "model": name, **r})))
         ctx.save_torch(path, model.state_dict())
         ctx.progress.done()

@@ -91,10 +91,51 @@ def fixed_targets(labels: torch.Tensor) -> Targets:
     return lambda idx, epoch: labels[idx]
 
 
+DEVICE_COPY_LIMIT = 4 * 2**30  # inputs up to this size are copied to the GPU once, as stored (uint8 stays uint8)
+
+
+def to_device_if_small(x, device: torch.device):
+    """The inputs on the device when they are a tensor that fits; else as they are (e.g. a memory map)."""
+    if device.type == "cpu" or not isinstance(x, torch.Tensor) or x.device == device:
+        return x
+    if x.numel() * x.element_size() <= DEVICE_COPY_LIMIT:
+        return x.to(device)
+    return x
+
+
+def batches(x, order: torch.Tensor, batch_size: int, device: torch.device):
+    """(indices, inputs on the device) for consecutive slices of `order`.
+
+    Inputs already on the device are gathered there. Otherwise (a pool in host memory or
+    memory-mapped) each batch is gathered on the host by a background thread one batch ahead,
+    pinned when the device is a GPU, and copied without blocking, so the copy of batch i + 1
+    overlaps the computation of batch i.
+    """
+    slices = [order[first:first + batch_size] for first in range(0, len(order), batch_size)]
+    if getattr(x, "device", None) == device:
+        for idx in slices:
+            yield idx, x[idx]
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    pin = device.type == "cuda"
+
+    def gather(idx: torch.Tensor) -> torch.Tensor:
+        part = torch.as_tensor(x[idx])
+        return part.pin_memory() if pin else part
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(gather, slices[0]) if slices else None
+        for i, idx in enumerate(slices):
+            host = pending.result()
+            pending = pool.submit(gather, slices[i + 1]) if i + 1 < len(slices) else None
+            yield idx, host.to(device, non_blocking=True)
+
+
 def fit(model: nn.Module, x: torch.Tensor, n: int, targets: Targets, spec: FitSpec, seed: int,
         device: torch.device, precision: str = "auto", checkpoint: Path | None = None,
         checkpoint_every: int = 5, save: Callable[[Path, dict], None] | None = None,
-        log: Callable[[dict], None] | None = None) -> nn.Module:
+        log: Callable[[dict], None] | None = None, compile_model: bool = False) -> nn.Module:
     """Train `model` on x[:n] (inputs [N, ...], any dtype the model's Standardize accepts).
 
     The shuffle order comes from a generator seeded with `seed`, so two runs with the same seed
@@ -123,19 +164,18 @@ def fit(model: nn.Module, x: torch.Tensor, n: int, targets: Targets, spec: FitSp
         start_epoch = state["epoch"]
     if spec.augment == "crop_flip":
         from rolemodels.augment import random_crop_flip
-    on_device = getattr(x, "device", None) == device  # a memory-mapped pool is not a tensor
+    x = to_device_if_small(x, device)
+    forward = torch.compile(model) if compile_model else model
     for epoch in range(start_epoch, spec.epochs):
         started = time.perf_counter()
         order = torch.randperm(n, generator=shuffle)
         loss_sum = torch.zeros((), device=device)
-        for first in range(0, n, spec.batch_size):
-            idx = order[first:first + spec.batch_size]
-            xb = x[idx] if on_device else x[idx].to(device, non_blocking=True)
+        for idx, xb in batches(x, order, spec.batch_size, device):
             yb = targets(idx, epoch).to(device, non_blocking=True)
             if spec.augment == "crop_flip":
                 xb = random_crop_flip(xb, augment_gen)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                logits = model(xb)
+                logits = forward(xb)
             loss = F.cross_entropy(logits.float(), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
