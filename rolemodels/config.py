@@ -43,18 +43,31 @@ class NoiseConfig:
 
 
 @dataclass
-class TeacherConfig:
-    count: int = 10
-    model: str = "cnn1d"
-    width: int = 32
-    epochs: int = 30
+class FitSpec:
+    """How to train one model: the recipe that teachers and students each have."""
+
+    epochs: int = 1
     batch_size: int = 128
     optimizer: str = "adamw"  # adamw | sgd
     lr: float = 3e-3
     momentum: float = 0.9
-    weight_decay: float = 0.0  # teachers must interpolate: keep regularisation off
+    weight_decay: float = 0.0
     schedule: str = "onecycle"  # onecycle | cosine | constant
     augment: str = "none"  # none | crop_flip
+
+    @classmethod
+    def from_config(cls, section: "FitSpec") -> "FitSpec":
+        """The recipe part of a [teachers] or [students] section."""
+        return cls(**{f.name: getattr(section, f.name) for f in dataclasses.fields(cls)})
+
+
+@dataclass
+class TeacherConfig(FitSpec):
+    epochs: int = 30
+    weight_decay: float = 0.0  # teachers must interpolate: keep regularisation off
+    count: int = 10
+    model: str = "cnn1d"  # a network, or knn | kernel
+    width: int = 32
     neighbors: int = 1  # model=knn: neighbours k (1 is a sampler)
     bandwidth: float = 0.0  # model=kernel: Laplace kernel bandwidth (0: median pairwise distance)
     data: str = "same"  # same | overlap | disjoint | bootstrap
@@ -62,17 +75,11 @@ class TeacherConfig:
 
 
 @dataclass
-class StudentConfig:
-    model: str = ""  # empty: the teachers' architecture (a network of the data's kind for knn/kernel teachers)
-    width: int = 0  # 0: the teachers' width
+class StudentConfig(FitSpec):
     epochs: int = 1  # passes over the pool
     batch_size: int = 256
-    optimizer: str = "adamw"
-    lr: float = 3e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "onecycle"
-    augment: str = "none"
+    model: str = ""  # empty: the teachers' architecture (a network of the data's kind for knn/kernel teachers)
+    width: int = 0  # 0: the teachers' width
     random_teacher: str = "example"  # example (the paper's) | batch (the authors' code) | epoch
     ensemble: str = "vote"  # vote (the paper's plurality) | sum_logits (the authors' code)
 

@@ -104,6 +104,14 @@ def nearest_first_plurality(neighbour_labels: torch.Tensor, num_classes: int) ->
     return (counts * (k + 1) + closeness).argmax(dim=1)
 
 
+def check_queries(x: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
+    """Queries flattened to float32 [M, D], refused unless D matches the training inputs [N, D]."""
+    queries = flatten_inputs(x, "queries")
+    if queries.shape[1] != train.shape[1]:
+        raise UserError(f"queries: {queries.shape[1]} features each, but the training set has {train.shape[1]}")
+    return queries
+
+
 class NearestNeighbors:
     """k-nearest-neighbour rule. k=1 is a sampler: it copies the nearest training label.
 
@@ -169,11 +177,7 @@ class NearestNeighbors:
 
     def _check_queries(self, x: torch.Tensor) -> torch.Tensor:
         self._check_fitted()
-        queries = flatten_inputs(x, "queries")
-        if queries.shape[1] != self.x.shape[1]:
-            raise UserError(f"queries: {queries.shape[1]} features each, but the training "
-                            f"set has {self.x.shape[1]}")
-        return queries
+        return check_queries(x, self.x)
 
 
 # ------------------------------------------------------------------- Kernel interpolation
@@ -310,11 +314,7 @@ class KernelInterpolator:
 
     def _check_queries(self, x: torch.Tensor) -> torch.Tensor:
         self._check_fitted()
-        queries = flatten_inputs(x, "queries")
-        if queries.shape[1] != self.x.shape[1]:
-            raise UserError(f"queries: {queries.shape[1]} features each, but the training "
-                            f"set has {self.x.shape[1]}")
-        return queries
+        return check_queries(x, self.x)
 
 
 # ---------------------------------------------------------------------------- Files

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -17,27 +16,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from rolemodels.config import FitSpec
 from rolemodels.errors import UserError
 
 Targets = Callable[[torch.Tensor, int], torch.Tensor]  # (batch indices int64[B], epoch) -> int64[B]
-
-
-@dataclass
-class FitSpec:
-    """How to train one model. Mirrors the [teachers] and [students] config sections."""
-
-    epochs: int
-    batch_size: int
-    optimizer: str = "adamw"
-    lr: float = 3e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "onecycle"
-    augment: str = "none"
-
-    @classmethod
-    def from_config(cls, section) -> "FitSpec":
-        return cls(**{name: getattr(section, name) for name in cls.__dataclass_fields__})
 
 
 @lru_cache(maxsize=None)
