@@ -350,6 +350,8 @@ def run_experiment(cfg: Config, out: str | Path, quiet: bool = False, force: boo
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
+    if device.type == "cpu":  # same seed, same results: ask for the deterministic kernels where torch has them
+        torch.use_deterministic_algorithms(True, warn_only=True)
     # Bad data or noise is refused before anything is written to the run folder.
     data = load_dataset(cfg.data, progress=progress.note)
     check_dataset(data)

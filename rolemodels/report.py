@@ -68,6 +68,8 @@ def summarize_run(cfg: Config, data: Dataset, per_seed: list[dict], seconds: flo
         "seconds": {"total": seconds,
                     **{stage: sum(s["seconds"][stage] for s in per_seed) for stage in ("teachers", "labelling", "students")}},
         "seeds": [s["seed"] for s in per_seed],
+        "seed_rule": "experiment seed s: noise s, teacher k 1000s+k, teacher subsets 1000s+900, random-teacher "
+                     "draws for K teachers 1000s+500+K, students 1000s+700+i; data: data.seed",
         "dataset": {"name": data.name, "n_train": len(data.y_train), "n_test": len(data.y_test),
                     "n_pool": len(data.x_pool), "num_classes": data.num_classes},
         "config": to_dict(cfg),
