@@ -82,6 +82,7 @@ class StudentConfig(FitSpec):
     width: int = 0  # 0: the teachers' width
     random_teacher: str = "example"  # example (the paper's) | batch (the authors' code) | epoch
     ensemble: str = "vote"  # vote (the paper's plurality) | sum_logits (the authors' code)
+    labels: str = "pool"  # pool: the pool labelled once (the paper) | online: on each augmented batch (the code)
 
 
 @dataclass
@@ -127,6 +128,7 @@ CHOICES = {
     "teachers.data": ("same", "overlap", "disjoint", "bootstrap"),
     "students.random_teacher": ("example", "batch", "epoch"),
     "students.ensemble": ("vote", "sum_logits"),
+    "students.labels": ("pool", "online"),
     "train.precision": ("auto", "bf16", "fp32"),
 }
 

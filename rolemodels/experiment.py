@@ -31,7 +31,7 @@ from rolemodels.progress import Progress
 from rolemodels.store import (Manifest, RunLock, atomic_save_npy, atomic_save_torch, atomic_write_json,
                               atomic_write_text, check_config, ensure_writable, load_torch,
                               remove_temp_files)
-from rolemodels.teach import fit_sampler, label_pool, softmax_sum, teacher_subsets
+from rolemodels.teach import OnlineTeacherLabels, fit_sampler, label_pool, softmax_sum, teacher_subsets
 from rolemodels.train import FitSpec, fit, fixed_targets, predict_logits, resolve_device
 
 
@@ -212,17 +212,22 @@ def student_architecture(cfg: Config, data: Dataset) -> tuple[str, int]:
     return name, width
 
 
-def distillation_targets(ctx: Context, pool_labels: torch.Tensor, pool_logits: list[np.ndarray], k: int,
-                         seed: int):
+def distillation_targets(ctx: Context, teachers: list[torch.nn.Module], pool_labels: torch.Tensor,
+                         pool_logits: list[np.ndarray], k: int, seed: int):
     """Targets for the two students that learn from the first k teachers: (ensemble, random)."""
     cfg = ctx.cfg.students
+    draw_seed = _seed(seed, "draws", k)
+    if cfg.labels == "online":  # the authors' code: the teachers label each augmented batch
+        C = ctx.data.num_classes
+        random_mode = "batch" if cfg.random_teacher == "batch" else "example"
+        return (OnlineTeacherLabels(teachers[:k], cfg.ensemble, draw_seed, C),
+                OnlineTeacherLabels(teachers[:k], random_mode, draw_seed, C))
     subset = pool_labels[:, :k]
     if cfg.ensemble == "sum_logits":  # the authors' code
         summed = sum(torch.from_numpy(np.asarray(pool_logits[t], dtype=np.float32)) for t in range(k))
         ensemble = summed.argmax(1)
     else:
         ensemble = plurality_vote(subset, ctx.data.num_classes, softmax_sum(pool_logits[:k]))
-    draw_seed = _seed(seed, "draws", k)
     if cfg.random_teacher == "batch":  # the authors' code: one teacher per training batch
         random = per_batch_teacher_targets(subset, draw_seed)
     elif cfg.random_teacher == "epoch":  # a fresh draw every time an example is seen
@@ -273,7 +278,7 @@ def run_seed(ctx: Context, seed: int) -> dict:
         sweep = [cfg.teachers.count]
     student_pred: dict[str, torch.Tensor] = {}
     for i, k in enumerate(sweep):
-        ensemble_t, random_t = distillation_targets(ctx, pool_labels, pool_logits, k, seed)
+        ensemble_t, random_t = distillation_targets(ctx, teachers, pool_labels, pool_logits, k, seed)
         student_pred[f"ensemble_distill_k{k}"] = train_student(ctx, f"ensemble_distill_k{k}", seed, 2 * i,
                                                                data.x_pool, ensemble_t, n_pool, folder / "students")
         if k == 1:  # one teacher: both students see the same labels

@@ -94,3 +94,34 @@ def fit_sampler(name: str, x: torch.Tensor, y: torch.Tensor, num_classes: int, n
     else:
         raise UserError(f"unknown sampler {name!r}: choose knn or kernel")
     return SamplerTeacher(sampler.fit(torch.as_tensor(x).float(), y, num_classes))
+
+
+class OnlineTeacherLabels:
+    """The authors' code's labels: the teachers label each (augmented) batch as the student sees it.
+
+    mode: "vote" (plurality, ties to summed probabilities), "sum_logits" (argmax of the summed
+    logits), "batch" (one random teacher for the whole batch) or "example" (a random teacher per
+    example). Called by `train.fit` with the batch's inputs after augmentation.
+    """
+
+    needs_inputs = True
+
+    def __init__(self, teachers: list[nn.Module], mode: str, seed: int, num_classes: int):
+        self.teachers, self.mode, self.num_classes = teachers, mode, num_classes
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def __call__(self, idx: torch.Tensor, epoch: int, inputs: torch.Tensor) -> torch.Tensor:
+        from rolemodels.combine import plurality_vote
+
+        if self.mode == "batch":
+            teacher = self.teachers[int(torch.randint(len(self.teachers), (1,), generator=self.generator))]
+            return teacher.eval()(inputs).argmax(1)
+        logits = torch.stack([t.eval()(inputs).float() for t in self.teachers])  # [K, B, C]
+        if self.mode == "sum_logits":
+            return logits.sum(0).argmax(1)
+        labels = logits.argmax(2).T  # [B, K]
+        if self.mode == "example":
+            draws = torch.randint(len(self.teachers), (len(idx),), generator=self.generator).to(labels.device)
+            return labels[torch.arange(len(idx), device=labels.device), draws]
+        return plurality_vote(labels.cpu(), self.num_classes, torch.softmax(logits, 2).sum(0).cpu()).to(labels.device)

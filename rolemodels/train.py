@@ -153,10 +153,13 @@ def fit(model: nn.Module, x: torch.Tensor, n: int, targets: Targets, spec: FitSp
         order = torch.randperm(n, generator=shuffle)
         loss_sum = torch.zeros((), device=device)
         for idx, xb in batches(x, order, spec.batch_size, device):
-            yb = targets(idx, epoch).to(device, non_blocking=True)
             if spec.augment == "crop_flip":
                 xb = random_crop_flip(xb, augment_gen)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                if getattr(targets, "needs_inputs", False):  # labels computed from the augmented batch
+                    yb = targets(idx, epoch, xb)
+                else:
+                    yb = targets(idx, epoch).to(device, non_blocking=True)
                 logits = forward(xb)
             loss = F.cross_entropy(logits.float(), yb)
             opt.zero_grad(set_to_none=True)

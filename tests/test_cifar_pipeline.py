@@ -54,3 +54,17 @@ def test_released_noisy_labels_line_up_with_cifar10_order(tmp_path, capsys):
         code = main(["run", "--out", str(tmp_path / "r2"), f"noise.labels_file={shared}", *common])
         assert code == 2
         assert "50,000" in capsys.readouterr().err
+
+
+def test_authors_code_preset_labels_online(tmp_path, capsys):
+    """The authors' code's choices: online labels on augmented batches, a teacher per batch, summed logits."""
+    write_cifar10(str(tmp_path / "cifar10"), per_batch=10, n_test=20)
+    write_cifar5m_parts(str(tmp_path / "cifar5m"), [60, 60])
+    out = tmp_path / "run"
+    code = main(["run", "--config", str(ROOT / "configs" / "cifar10-authors-code.toml"), "--out", str(out),
+                 "--quiet", f"data.root={tmp_path / 'cifar10'}", f"data.pool_root={tmp_path / 'cifar5m'}", *TINY])
+    assert code == 0, capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    students = results["config"]["students"]
+    assert (students["labels"], students["random_teacher"], students["ensemble"]) == ("online", "batch", "sum_logits")
+    assert 0.0 <= results["table"]["random_distill"]["mean"] <= 1.0

@@ -185,3 +185,32 @@ def test_softmax_sum_of_one_teacher_is_its_softmax():
     logits = np.array([[0.0, np.log(3.0)], [100.0, 0.0]], dtype=np.float32)
     out = softmax_sum([logits])
     np.testing.assert_allclose(out.numpy(), [[0.25, 0.75], [1.0, 0.0]], atol=1e-6)
+
+
+def test_online_teacher_labels_follow_the_inputs():
+    """Online labels are the teachers' answers on the batch given (e.g. after augmentation)."""
+    import torch.nn as nn
+
+    from rolemodels.teach import OnlineTeacherLabels
+
+    class Fixed(nn.Module):  # a teacher that always answers `label`, with a margin
+        def __init__(self, label, scale=1.0):
+            super().__init__()
+            self.label, self.scale = label, scale
+
+        def forward(self, x):
+            logits = torch.zeros(len(x), 4)
+            logits[:, self.label] = self.scale
+            return logits
+
+    teachers = [Fixed(0), Fixed(1), Fixed(1, 0.1)]
+    idx, x = torch.arange(6), torch.zeros(6, 3)
+    assert OnlineTeacherLabels(teachers, "vote", 0, 4)(idx, 0, x).tolist() == [1] * 6
+    assert OnlineTeacherLabels(teachers, "sum_logits", 0, 4)(idx, 0, x).tolist() == [1] * 6
+    assert OnlineTeacherLabels([Fixed(0, 5.0), Fixed(1), Fixed(1)], "sum_logits", 0, 4)(idx, 0, x).tolist() == [0] * 6
+    per_batch = OnlineTeacherLabels(teachers[:2], "batch", 0, 4)
+    batches = [per_batch(idx, 0, x) for _ in range(40)]
+    assert all(len(set(b.tolist())) == 1 for b in batches)  # one teacher for the whole batch
+    assert {b[0].item() for b in batches} == {0, 1}  # ... drawn anew for each batch
+    per_example = OnlineTeacherLabels(teachers[:2], "example", 0, 4)(torch.arange(400), 0, torch.zeros(400, 3))
+    assert 150 < int((per_example == 0).sum()) < 250
