@@ -12,7 +12,8 @@ def register(commands) -> None:
     parser = commands.add_parser("run", help="run the paper's experiment (default: MNIST-1D)",
                                  description="Run the paper's experiment: teachers on noisy labels, their ensemble, "
                                              "and students distilled on the pool. Overrides: section.key=value.")
-    parser.add_argument("--config", help="a TOML preset (default: the built-in mnist1d preset)")
+    parser.add_argument("--config", help="a TOML preset file, or the name of one in configs/ (mnist1d, tiny, "
+                        "cifar10-paper, cifar10-authors-code); default: mnist1d")
     parser.add_argument("--out", help="run folder (default: runs/NAME, NAME from the config)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--force", action="store_true", help="start over in a folder made with another configuration")
