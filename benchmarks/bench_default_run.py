@@ -26,11 +26,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cold", action="store_true", help="generate the data again (empty cache)")
     parser.add_argument("--config", default=None)
+    parser.add_argument("--keep", help="run in this folder and keep it (report, figures), instead of a temporary one")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
-        out = Path(temp) / "run"
+        out = Path(args.keep) if args.keep else Path(temp) / "run"
         command = [sys.executable, "-m", "rolemodels", "run", "--out", str(out), "--quiet", *args.overrides]
+        if args.keep:
+            command.append("--force")  # measure a whole run, not a resumed one
         if args.config:
             command[4:4] = ["--config", args.config]
         env = dict(os.environ)

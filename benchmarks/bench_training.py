@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without
 from rolemodels.config import FitSpec
 from rolemodels.data.mnist1d_fast import generate_fast
 from rolemodels.models import build_model, count_parameters, input_stats
-from rolemodels.train import autocast_dtype, cpu_has_bf16, fit, fixed_targets, predict_logits
+from rolemodels.train import autocast_dtype, cpu_bf16_support, fit, fixed_targets, predict_logits
 
 LR = 3e-3  # the teachers' defaults (config.TeacherConfig): AdamW, no weight decay, OneCycle
 PCT_START = 0.15
@@ -202,7 +202,7 @@ def main() -> None:
     began = time.perf_counter()
     torch.set_num_threads(opts.threads)
     cpu = torch.device("cpu")
-    has_bf16 = cpu_has_bf16()
+    has_bf16 = bool(cpu_bf16_support())
     auto_dtype = autocast_dtype(cpu, "auto")
 
     peak_fp32 = matmul_flops(torch.float32, opts.matmul_size, opts.matmul_repeats)

@@ -9,7 +9,7 @@ import torch
 
 from rolemodels.errors import UserError
 from rolemodels.models import build_model
-from rolemodels.train import FitSpec, autocast_dtype, cpu_has_bf16, fit, fixed_targets, predict_logits
+from rolemodels.train import FitSpec, autocast_dtype, cpu_bf16_support, fit, fixed_targets, predict_logits
 
 CPU = torch.device("cpu")
 N, D, C = 96, 5, 3
@@ -201,7 +201,9 @@ def test_no_checkpoint_written_without_save(tmp_path):
 def test_autocast_dtype_choices():
     assert autocast_dtype(CPU, "fp32") is None
     assert autocast_dtype(CPU, "bf16") == torch.bfloat16
-    assert autocast_dtype(CPU, "auto") == (torch.bfloat16 if cpu_has_bf16() else None)
+    support = cpu_bf16_support()
+    assert autocast_dtype(CPU, "auto") == (torch.bfloat16 if support == "amx" else None)
+    assert autocast_dtype(CPU, "auto", training=False) == (torch.bfloat16 if support else None)
     assert autocast_dtype(torch.device("cuda"), "auto") == torch.bfloat16
     assert autocast_dtype(torch.device("cuda"), "fp32") is None
 
