@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from rolemodels import diagnostics
+from rolemodels.combine import vote_counts
 from rolemodels.samplers import NearestNeighbors, nearest_first_plurality
 
 # ----------------------------------------------------------------------------- Setup
@@ -119,18 +120,17 @@ def bayes_accuracy(transition: torch.Tensor, masses: torch.Tensor, against: str 
     return float((masses * (best == torch.arange(len(best))).to(torch.float64)).sum())
 
 
-def plurality_vote(teacher_labels: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
+def vote_random_ties(teacher_labels: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
     """Ensemble label int64[N] from teacher_labels int64[N, K]: the most voted class, a tie
     broken uniformly at random among the tied classes (the rule plurality_probability assumes).
     """
-    counts = torch.zeros(teacher_labels.shape[0], num_classes, dtype=torch.float64)
-    counts.scatter_add_(1, teacher_labels, torch.ones(teacher_labels.shape, dtype=torch.float64))
+    counts = vote_counts(teacher_labels, num_classes).double()
     # Counts are integers, so a uniform [0, 1) jitter only reorders tied classes, uniformly.
     jitter = torch.rand(counts.shape, generator=generator, dtype=torch.float64)
     return (counts + jitter).argmax(dim=1)
 
 
-def random_teacher_labels(teacher_labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def draw_random_teacher(teacher_labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """int64[N]: for each example, the label of one teacher chosen uniformly at random."""
     pick = torch.randint(teacher_labels.shape[1], (teacher_labels.shape[0], 1), generator=generator)
     return teacher_labels.gather(1, pick).squeeze(1)
@@ -270,7 +270,7 @@ def ensemble_vs_teachers(config: TheoryConfig, transition: torch.Tensor, generat
     for _ in range(config.ensemble_repeats):
         x = sample_inputs(m * max_k, generator)
         votes = teacher_votes(x, apply_transition(true_class(x), transition, generator), max_k, x_test)
-        measured.append([float((plurality_vote(votes[:, :k], NUM_CLASSES, generator) == y_test).double().mean())
+        measured.append([float((vote_random_ties(votes[:, :k], NUM_CLASSES, generator) == y_test).double().mean())
                          for k in range(1, max_k + 1)])
         agreement.append(diagnostics.teacher_agreement(votes))
         pointwise.append(diagnostics.pointwise_sampler_distance(y_test, votes, transition))
@@ -313,9 +313,9 @@ def distillation(config: TheoryConfig, transition: torch.Tensor, generator: torc
         pool = sample_inputs(max(config.pool_sizes), generator)
         votes = teacher_votes(x, y, teachers, torch.cat([pool, x_test]))
         votes, test_votes = votes[:len(pool)], votes[len(pool):]
-        ensemble, random = plurality_vote(votes, NUM_CLASSES, generator), random_teacher_labels(votes, generator)
+        ensemble, random = vote_random_ties(votes, NUM_CLASSES, generator), draw_random_teacher(votes, generator)
         teacher_accuracy.append(float((test_votes == y_test[:, None]).double().mean()))
-        ensemble_accuracy.append(float((plurality_vote(test_votes, NUM_CLASSES, generator) == y_test).double().mean()))
+        ensemble_accuracy.append(float((vote_random_ties(test_votes, NUM_CLASSES, generator) == y_test).double().mean()))
         per_pool = {key: [] for key in keys}
         for size in config.pool_sizes:
             for key, labels, k in [("ensemble_distill", ensemble, odd_sqrt(size)),

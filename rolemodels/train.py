@@ -136,6 +136,8 @@ def fit(model: nn.Module, x: torch.Tensor, n: int, targets: Targets, spec: FitSp
     if n < 1:
         raise UserError("cannot train on an empty set")
     model.to(device)
+    if device.type == "cuda":  # image models: NHWC weights to match the NHWC batches (4-D tensors only)
+        model.to(memory_format=torch.channels_last)
     model.train()
     dtype = autocast_dtype(device, precision)
     steps_per_epoch = math.ceil(n / spec.batch_size)

@@ -78,20 +78,20 @@ def test_nearest_neighbour_cell_probabilities_match_monte_carlo():
 def test_plurality_vote_breaks_ties_uniformly_like_plurality_probability():
     g = torch.Generator().manual_seed(4)
     n = 20000
-    ties = theory.plurality_vote(torch.tensor([[0, 1, 2, 2, 1, 0]]).expand(n, -1), 3, g)
+    ties = theory.vote_random_ties(torch.tensor([[0, 1, 2, 2, 1, 0]]).expand(n, -1), 3, g)
     share = torch.bincount(ties, minlength=3).double() / n
     assert torch.allclose(share, torch.full((3,), 1 / 3, dtype=torch.float64), atol=4 * math.sqrt(2 / 9 / n))
     p = torch.tensor([0.4, 0.4, 0.2])
     for k in (2, 4):
         votes = torch.multinomial(p.expand(n, -1), k, replacement=True, generator=g)
-        wins = torch.bincount(theory.plurality_vote(votes, 3, g), minlength=3).double() / n
+        wins = torch.bincount(theory.vote_random_ties(votes, 3, g), minlength=3).double() / n
         expected = diagnostics.plurality_probability(p.double().numpy(), k)
         assert np.allclose(wins.numpy(), expected, atol=4 * math.sqrt(0.25 / n))
 
 
 def test_random_teacher_picks_each_teacher_equally_often():
     g = torch.Generator().manual_seed(5)
-    picks = theory.random_teacher_labels(torch.tensor([[0, 1, 2]]).expand(30000, -1), g)
+    picks = theory.draw_random_teacher(torch.tensor([[0, 1, 2]]).expand(30000, -1), g)
     share = torch.bincount(picks, minlength=3).double() / 30000
     assert torch.allclose(share, torch.full((3,), 1 / 3, dtype=torch.float64), atol=0.012)
 
