@@ -274,10 +274,10 @@ def run_seed(ctx: Context, seed: int) -> dict:
     started = time.perf_counter()
     n_pool = len(data.x_pool)
     sweep = sorted({k for k in cfg.sweep.teachers if k <= cfg.teachers.count} | {cfg.teachers.count})
-    if not cfg.sweep.students:
-        sweep = [cfg.teachers.count]
+    # Students for every K of Figure 2, or only for all K teachers (the ensemble is swept regardless).
+    student_sweep = sweep if cfg.sweep.students else [cfg.teachers.count]
     student_pred: dict[str, torch.Tensor] = {}
-    for i, k in enumerate(sweep):
+    for i, k in enumerate(student_sweep):
         ensemble_t, random_t = distillation_targets(ctx, teachers, pool_labels, pool_logits, k, seed)
         student_pred[f"ensemble_distill_k{k}"] = train_student(ctx, f"ensemble_distill_k{k}", seed, 2 * i,
                                                                data.x_pool, ensemble_t, n_pool, folder / "students")
@@ -329,8 +329,11 @@ def run_seed(ctx: Context, seed: int) -> dict:
         "sweep": {
             "teachers": sweep,
             "ensemble": [accuracy(ensemble_of(k), y_test) for k in sweep],
-            "ensemble_distill": [accuracy(student_pred[f"ensemble_distill_k{k}"], y_test) for k in sweep],
-            "random_distill": [accuracy(student_pred[f"random_distill_k{k}"], y_test) for k in sweep],
+            # None where no student was trained for that K (sweep.students=false).
+            "ensemble_distill": [accuracy(student_pred[f"ensemble_distill_k{k}"], y_test)
+                                 if f"ensemble_distill_k{k}" in student_pred else None for k in sweep],
+            "random_distill": [accuracy(student_pred[f"random_distill_k{k}"], y_test)
+                               if f"random_distill_k{k}" in student_pred else None for k in sweep],
         },
         "noise": {"matrix": T.tolist(), "realized_counts": counts.tolist(), "realized_matrix": rates.tolist(),
                   "rate": float((noisy_np != data.y_train.numpy()).mean()), "partner": partner.tolist()},

@@ -42,9 +42,11 @@ def summarize_run(cfg: Config, data: Dataset, per_seed: list[dict], seconds: flo
     sweep = {"teachers": sweep_k}
     sweep_std = {}
     for name in ("ensemble", "ensemble_distill", "random_distill"):
-        columns = np.array([s["sweep"][name] for s in per_seed])
-        sweep[name] = columns.mean(0).tolist()
-        sweep_std[name] = (columns.std(0, ddof=1) if len(per_seed) > 1 else np.zeros(len(sweep_k))).tolist()
+        # None (no student trained for that K) becomes NaN for the arithmetic and None again in the JSON.
+        columns = np.array([[np.nan if v is None else v for v in s["sweep"][name]] for s in per_seed], dtype=float)
+        stds = columns.std(0, ddof=1) if len(per_seed) > 1 else np.zeros(len(sweep_k)) * columns[0]
+        sweep[name] = [None if np.isnan(v) else float(v) for v in columns.mean(0)]
+        sweep_std[name] = [None if np.isnan(v) else float(v) for v in stds]
     sweep["std"] = sweep_std
     first = per_seed[0]["noise"]
     return {
@@ -106,8 +108,8 @@ def sweep_markdown(results: dict) -> str:
     lines = ["| teachers K | ensemble (%) | ensemble distillation (%) | random-teacher distillation (%) |",
              "|---|---|---|---|"]
     for i, k in enumerate(sweep["teachers"]):
-        cells = [f"{100 * sweep[name][i]:.1f} ± {100 * sweep['std'][name][i]:.1f}"
-                 for name in ("ensemble", "ensemble_distill", "random_distill")]
+        cells = [f"{100 * sweep[name][i]:.1f} ± {100 * sweep['std'][name][i]:.1f}" if sweep[name][i] is not None
+                 else "(not trained)" for name in ("ensemble", "ensemble_distill", "random_distill")]
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -206,8 +208,9 @@ def sweep_figure(results: dict) -> bytes:
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, label in (("ensemble", "ensemble (vote)"), ("ensemble_distill", "ensemble distillation"),
                         ("random_distill", "random-teacher distillation")):
-        ax.errorbar(sweep["teachers"], [100 * v for v in sweep[name]],
-                    yerr=[100 * v for v in sweep["std"][name]], marker="o", capsize=3, label=label)
+        points = [(k, v, e) for k, v, e in zip(sweep["teachers"], sweep[name], sweep["std"][name]) if v is not None]
+        ax.errorbar([k for k, _, _ in points], [100 * v for _, v, _ in points],
+                    yerr=[100 * e for _, _, e in points], marker="o", capsize=3, label=label)
     ax.axhline(100 * table["teacher"]["mean"], color="gray", linestyle=":", label="one teacher")
     for name, label, style in (("clean_train", "clean-label model", "--"), ("clean_pool", "student on true pool labels", "-.")):
         if name in table and table[name]["mean"] == table[name]["mean"]:

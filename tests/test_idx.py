@@ -90,7 +90,7 @@ def test_read_idx_rejects_damaged_gzip_and_missing_file(tmp_path):
 def test_load_fashion_mnist_splits_and_layout(tmp_path, gz):
     x_train, y_train, x_test, y_test = write_fashion_mnist(str(tmp_path), n_train=60, n_test=20, gz=gz)
     data = load_fashion_mnist(str(tmp_path), n_train=25, n_pool=30, seed=3)
-    assert isinstance(data, Dataset) and data.name == "fashion_mnist"
+    assert isinstance(data, Dataset) and data.name == "fashion-mnist"
     assert data.x_train.shape == (25, 28, 28, 1) and data.x_train.dtype == torch.uint8
     assert data.x_pool.shape == (30, 28, 28, 1) and data.x_test.shape == (20, 28, 28, 1)
     assert data.y_train.dtype == data.y_test.dtype == data.y_pool.dtype == torch.int64

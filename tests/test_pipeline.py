@@ -119,6 +119,9 @@ def test_non_neural_teachers_go_through_the_pipeline(tmp_path, cache_dir, sample
     # An interpolating sampler reproduces every training label it saw.
     assert results["table"]["teacher_train_fit"]["mean"] == 1.0
     assert results["config"]["teachers"]["model"] == sampler
-    assert results["sweep"]["teachers"] == [3]
+    # sweep.students=false: Figure 2's ensemble for every K, students only for all 3 teachers.
+    assert results["sweep"]["teachers"] == [1, 3]
+    assert results["sweep"]["ensemble_distill"][0] is None and results["sweep"]["ensemble_distill"][1] is not None
+    assert all(v is not None for v in results["sweep"]["ensemble"])
     assert results["table"]["ensemble_distill"]["mean"] > 0.3  # a network student learnt from the samplers
     assert not list((out / "seed0").rglob("teacher*.pt"))  # samplers are refitted, not stored

@@ -80,7 +80,7 @@ def load_fashion_mnist(
     order = np.random.default_rng(seed).permutation(len(x_all))
     train, pool = order[:n_train], order[n_train : n_train + n_pool]
     return Dataset(
-        name="fashion_mnist",
+        name="fashion-mnist",
         x_train=torch.from_numpy(x_all[train]),
         y_train=torch.from_numpy(y_all[train]),
         x_test=torch.from_numpy(x_test),
