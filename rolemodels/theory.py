@@ -52,7 +52,7 @@ class TheoryConfig:
     # 2. independent samplers vote
     split_size: int = 4000         # m, training points per teacher
     max_teachers: int = 25
-    ensemble_repeats: int = 20     # independent training sets (of max_teachers * m points)
+    ensemble_repeats: int = 100    # independent training sets (of max_teachers * m points)
     ensemble_test_size: int = 2000
     polar_grid: tuple[int, int] = (128, 256)  # radii x angles for each point's 1-NN behaviour
     # 3. distillation
