@@ -12,7 +12,6 @@ RssAnon.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import threading
 import time

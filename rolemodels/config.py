@@ -263,7 +263,8 @@ def validate(cfg: Config) -> None:
     if cfg.teachers.neighbors < 1:
         raise UserError(f"config key teachers.neighbors: must be at least 1, got {cfg.teachers.neighbors}")
     if cfg.teachers.bandwidth < 0:
-        raise UserError(f"config key teachers.bandwidth: must be positive, or 0 for the median distance")
+        raise UserError(f"config key teachers.bandwidth: must be positive, or 0 for the median distance; "
+                        f"got {cfg.teachers.bandwidth}")
     if any(k < 1 for k in cfg.sweep.teachers):
         raise UserError(f"config key sweep.teachers: teacher counts must be at least 1, got {cfg.sweep.teachers}")
 

@@ -13,8 +13,10 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
 
 from rolemodels.errors import UserError
+from rolemodels.metrics import confusion
 
 # plurality_probability works with factorials up to this many votes (float64 stays exact
 # enough; 100! is about 1e158).
@@ -38,7 +40,11 @@ def as_labels(values: Any, name: str, num_classes: int | None = None) -> np.ndar
     labels = as_numpy(values)
     if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or labels.size == 0):
         raise UserError(f"{name}: expected integer labels [N], got {labels.dtype} of shape {labels.shape}")
-    labels = labels.astype(np.int64)
+    return check_range(labels.astype(np.int64), name, num_classes)
+
+
+def check_range(labels: np.ndarray, name: str, num_classes: int | None) -> np.ndarray:
+    """labels int64[...] unchanged, refused unless they lie in [0, num_classes) (when given)."""
     if num_classes is not None and labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise UserError(f"{name}: labels must lie in [0, {num_classes - 1}], "
                         f"got [{labels.min()}, {labels.max()}]")
@@ -54,11 +60,7 @@ def as_teacher_labels(values: Any, num_examples: int | None = None,
                         f"got {labels.dtype} of shape {labels.shape}")
     if num_examples is not None and labels.shape[0] != num_examples:
         raise UserError(f"teacher_labels: {labels.shape[0]:,} rows, but y_true has {num_examples:,} labels")
-    labels = labels.astype(np.int64)
-    if num_classes is not None and labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise UserError(f"teacher_labels: labels must lie in [0, {num_classes - 1}], "
-                        f"got [{labels.min()}, {labels.max()}]")
-    return labels
+    return check_range(labels.astype(np.int64), "teacher_labels", num_classes)
 
 
 def check_transition_matrix(transition: Any, num_classes: int | None = None) -> np.ndarray:
@@ -81,8 +83,7 @@ def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> np.ndarray:
     pred = as_labels(y_pred, "y_pred", num_classes)
     if truth.shape != pred.shape:
         raise UserError(f"y_pred: {pred.size:,} labels, but y_true has {truth.size:,}")
-    flat = np.bincount(truth * num_classes + pred, minlength=num_classes * num_classes)
-    return flat.reshape(num_classes, num_classes).astype(np.int64)
+    return confusion(torch.from_numpy(pred), torch.from_numpy(truth), num_classes).numpy()
 
 
 def total_variation(p: np.ndarray, q: np.ndarray) -> np.ndarray:
