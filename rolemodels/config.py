@@ -81,7 +81,9 @@ class StudentConfig(FitSpec):
     model: str = ""  # empty: the teachers' architecture (a network of the data's kind for knn/kernel teachers)
     width: int = 0  # 0: the teachers' width
     random_teacher: str = "example"  # example (the paper's) | batch (the authors' code) | epoch
-    ensemble: str = "vote"  # vote (the paper's plurality) | sum_logits (the authors' code)
+    # vote (the paper's plurality) | sum_logits (the authors' code) | soft labels: vote_shares
+    # (fraction of teachers per class) or mean_prob (mean of the teachers' softmax)
+    ensemble: str = "vote"
     labels: str = "pool"  # pool: the pool labelled once (the paper) | online: on each augmented batch (the code)
 
 
@@ -127,7 +129,7 @@ CHOICES = {
     "students.augment": ("none", "crop_flip"),
     "teachers.data": ("same", "overlap", "disjoint", "bootstrap"),
     "students.random_teacher": ("example", "batch", "epoch"),
-    "students.ensemble": ("vote", "sum_logits"),
+    "students.ensemble": ("vote", "sum_logits", "vote_shares", "mean_prob"),
     "students.labels": ("pool", "online"),
     "train.precision": ("auto", "bf16", "fp32"),
 }
@@ -265,6 +267,9 @@ def validate(cfg: Config) -> None:
     if cfg.teachers.bandwidth < 0:
         raise UserError(f"config key teachers.bandwidth: must be positive, or 0 for the median distance; "
                         f"got {cfg.teachers.bandwidth}")
+    if cfg.students.labels == "online" and cfg.students.ensemble in ("vote_shares", "mean_prob"):
+        raise UserError(f"config key students.ensemble: {cfg.students.ensemble} (soft labels) needs "
+                        f"students.labels=pool, not online")
     if any(k < 1 for k in cfg.sweep.teachers):
         raise UserError(f"config key sweep.teachers: teacher counts must be at least 1, got {cfg.sweep.teachers}")
 

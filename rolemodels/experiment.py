@@ -19,7 +19,8 @@ import torch
 
 from rolemodels import noise as noise_lib
 from rolemodels.combine import (mean_probability, per_batch_teacher_targets, per_epoch_teacher_targets,
-                                plurality_vote, random_teacher_labels, summed_logits_labels)
+                                plurality_vote, random_teacher_labels, summed_logits_labels,
+                                vote_shares)
 from rolemodels.config import NOT_RESULTS, Config, to_dict, to_toml
 from rolemodels.data import Dataset, load_dataset
 from rolemodels.diagnostics import (pointwise_sampler_distance, sampler_distance, teacher_agreement,
@@ -226,6 +227,10 @@ def distillation_targets(ctx: Context, teachers: list[torch.nn.Module], pool_lab
     if cfg.ensemble == "sum_logits":  # the authors' code
         summed = sum(torch.from_numpy(np.asarray(pool_logits[t], dtype=np.float32)) for t in range(k))
         ensemble = summed.argmax(1)
+    elif cfg.ensemble == "vote_shares":  # soft: the fraction of the k teachers voting for each class
+        ensemble = vote_shares(subset, ctx.data.num_classes)
+    elif cfg.ensemble == "mean_prob":  # soft: the teachers' mean softmax
+        ensemble = softmax_sum(pool_logits[:k]) / k
     else:
         ensemble = plurality_vote(subset, ctx.data.num_classes, softmax_sum(pool_logits[:k]))
     if cfg.random_teacher == "batch":  # the authors' code: one teacher per training batch

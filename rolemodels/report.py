@@ -73,7 +73,8 @@ def summarize_run(cfg: Config, data: Dataset, per_seed: list[dict], seconds: flo
         "seed_rule": "experiment seed s: noise s, teacher k 1000s+k, teacher subsets 1000s+900, random-teacher "
                      "draws for K teachers 1000s+500+K, students 1000s+700+i; data: data.seed",
         "dataset": {"name": data.name, "n_train": len(data.y_train), "n_test": len(data.y_test),
-                    "n_pool": len(data.x_pool), "num_classes": data.num_classes},
+                    "n_pool": len(data.x_pool), "num_classes": data.num_classes,
+                    "input_shape": list(data.input_shape)},
         "config": to_dict(cfg),
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
                         "machine": platform.machine(), "threads": torch.get_num_threads()},

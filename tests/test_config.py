@@ -333,3 +333,10 @@ def test_to_toml_round_trips_strings_with_newlines(tmp_path):
     cfg = Config()
     cfg.data.path = "line1\nline2"
     assert round_trip(cfg, tmp_path) == cfg
+
+
+@pytest.mark.parametrize("soft", ["vote_shares", "mean_prob"])
+def test_soft_ensemble_labels_need_the_labelled_pool(soft):
+    assert load_config(None, [f"students.ensemble={soft}"]).students.ensemble == soft
+    with pytest.raises(UserError, match="students.labels=pool"):
+        load_config(None, [f"students.ensemble={soft}", "students.labels=online"])

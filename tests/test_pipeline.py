@@ -125,3 +125,15 @@ def test_non_neural_teachers_go_through_the_pipeline(tmp_path, cache_dir, sample
     assert all(v is not None for v in results["sweep"]["ensemble"])
     assert results["table"]["ensemble_distill"]["mean"] > 0.3  # a network student learnt from the samplers
     assert not list((out / "seed0").rglob("teacher*.pt"))  # samplers are refitted, not stored
+
+
+def test_soft_ensemble_labels_train_the_student(tmp_path, cache_dir):
+    """students.ensemble=vote_shares: the student learns the teachers' vote fractions (float [N, C])."""
+    out = tmp_path / "soft"
+    code = main(["run", "--config", TINY, "--out", str(out), "--quiet", f"data.cache_dir={cache_dir}",
+                 "teachers.model=knn", "teachers.data=disjoint", "sweep.students=false", "data.n_pool=4000",
+                 "students.epochs=2", "students.ensemble=vote_shares"])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["students"]["ensemble"] == "vote_shares"
+    assert results["table"]["ensemble_distill"]["mean"] > 0.3

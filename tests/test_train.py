@@ -283,3 +283,18 @@ def test_schedules_and_optimizers_run(schedule, optimizer):
 def test_sgd_without_momentum_runs():
     model = train(seed=0, epochs=2, optimizer="sgd", momentum=0.0)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_soft_targets_train_toward_the_given_distribution():
+    """Probability targets float [B, C] (soft ensemble labels) go through the same loop: a model
+    fitted to a fixed soft label predicts close to that distribution, unlike hard labels."""
+    x, y = separable_problem(n=256)
+    soft = torch.full((len(y), C), 0.15)
+    soft[torch.arange(len(y)), y] = 0.7
+    spec = FitSpec(epochs=60, batch_size=32, lr=0.02)
+    model = fit(new_model(0), x, len(y), fixed_targets(soft), spec, seed=0, device=CPU)
+    probs = torch.softmax(predict_logits(model, x, CPU, "fp32"), 1)
+    assert (probs.argmax(1) == y).float().mean() > 0.95
+    assert abs(probs.max(1).values.mean().item() - 0.7) < 0.1  # calibrated to the soft label, not to 1
+    hard = fit(new_model(0), x, len(y), fixed_targets(y), spec, seed=0, device=CPU)
+    assert torch.softmax(predict_logits(hard, x, CPU, "fp32"), 1).max(1).values.mean() > 0.9

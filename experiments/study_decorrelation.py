@@ -1,0 +1,139 @@
+"""Study: how close can a distilled student get to the clean-label model? (docs/findings.md)
+
+    python experiments/study_decorrelation.py [--seeds 2] [--only NAME ...] [--out runs/study]
+
+Each recipe is the default MNIST-1D run (`configs/mnist1d.toml`) with a few keys overridden, so
+every option studied is an option of the pipeline. Runs are resumable: a finished recipe and seed
+is read back from its folder. Prints one Markdown table (mean over seeds) and writes
+`study.json` beside the runs.
+
+Columns: accuracy and noise replication of one teacher, the ensemble and both students; the
+fraction of the teacher -> clean_train gap that the better student recovers; the compute of the
+recipe in forward-pass equivalents relative to the default (training counts 3 forward passes
+per example: forward + backward, FLOPs counted with FlopCounterMode) and its wall time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rolemodels.config import load_config  # noqa: E402
+from rolemodels.experiment import run_experiment  # noqa: E402
+from rolemodels.models import build_model  # noqa: E402
+from rolemodels.teach import teacher_subsets  # noqa: E402
+
+COMMON = ["sweep.students=false"]  # Table 1 students only: Figure 2's students are not studied here
+
+# name -> (why it is tried, overrides of the default run)
+RECIPES: dict[str, tuple[str, list[str]]] = {
+    "paper": ("the default: 10 teachers on the same 4,000 noisy examples, different seeds", []),
+    "bootstrap": ("each teacher on its own bootstrap resample (63% distinct examples)",
+                  ["teachers.data=bootstrap"]),
+    "half": ("each teacher on a random half; twice the epochs keep its steps",
+             ["teachers.data=overlap", "teachers.overlap=0.5", "teachers.epochs=60"]),
+    "quarter-k20": ("20 teachers on random quarters: a noisy point is in 5 of 20 on average, so the "
+                    "vote outnumbers it; same teacher compute",
+                    ["teachers.data=overlap", "teachers.overlap=0.25", "teachers.count=20",
+                     "teachers.epochs=60", "sweep.teachers=[1,2,5,10,20]"]),
+    "disjoint-k10": ("the theory's independent samplers: 10 disjoint splits of 400",
+                     ["teachers.data=disjoint", "teachers.epochs=150"]),
+}
+
+
+def flops_per_example(cfg, model: str, width: int, input_shape: tuple, num_classes: int, train: bool) -> float:
+    """FLOPs of one example through `model` (forward, or forward + backward when train)."""
+    net = build_model(model, input_shape, num_classes, width, torch.zeros(1), torch.ones(1))
+    x = torch.randn(8, *input_shape)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        out = net(x)
+        if train:
+            out.sum().backward()
+    return counter.get_total_flops() / 8
+
+
+def recipe_compute(cfg, input_shape: tuple, num_classes: int) -> float:
+    """FLOPs of Table 1's pipeline: teachers, pool labelling, the two students."""
+    t, s = cfg.teachers, cfg.students
+    subsets = teacher_subsets(cfg.data.n_train, t.count, t.data, t.overlap, 0)
+    teacher_examples = sum(len(sub) for sub in subsets) * t.epochs
+    student_model = s.model or t.model
+    student_width = s.width or (t.width if student_model == t.model else 0)
+    return (teacher_examples * flops_per_example(cfg, t.model, t.width, input_shape, num_classes, True)
+            + t.count * cfg.data.n_pool * flops_per_example(cfg, t.model, t.width, input_shape, num_classes, False)
+            + 2 * s.epochs * cfg.data.n_pool
+            * flops_per_example(cfg, student_model, student_width, input_shape, num_classes, True))
+
+
+def summarize_recipe(results: dict) -> dict:
+    table, rep = results["table"], results["sampler"]["noise_replication"]
+    row = {name: table[name]["mean"] for name in
+           ("teacher", "teacher_train_fit", "ensemble", "ensemble_distill", "random_distill", "clean_train")}
+    row.update({f"{name}_rep": rep[name]["mean"] for name in
+                ("teacher", "ensemble", "ensemble_distill", "random_distill")})
+    row["student_std"] = max(table["ensemble_distill"]["std"], table["random_distill"]["std"])
+    best = max(row["ensemble_distill"], row["random_distill"])
+    row["gap_recovered"] = (best - row["teacher"]) / (row["clean_train"] - row["teacher"])
+    row["agreement"] = results["sampler"]["teacher_agreement"]["mean"]
+    row["seconds"] = results["seconds"]["total"]
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--only", nargs="*", help="recipe names (default: all)")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "study"))
+    parser.add_argument("extra", nargs="*", help="key=value overrides for every recipe (e.g. data.n_pool=50000)")
+    args = parser.parse_args()
+    names = args.only or list(RECIPES)
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        parser.error(f"unknown recipe(s) {unknown}; choose from {list(RECIPES)}")
+    out = Path(args.out)
+    rows = {}
+    base = load_config(ROOT / "configs" / "mnist1d.toml", COMMON + args.extra)
+    base_compute = None
+    for name in names:
+        why, overrides = RECIPES[name]
+        cfg = load_config(ROOT / "configs" / "mnist1d.toml", COMMON + overrides + args.extra + [f"seeds={args.seeds}"])
+        started = time.perf_counter()
+        results = run_experiment(cfg, out / name, quiet=True)
+        shape, classes = tuple(results["dataset"].get("input_shape", [40])), results["dataset"]["num_classes"]
+        if base_compute is None:
+            base_compute = recipe_compute(base, shape, classes)
+        row = summarize_recipe(results)
+        row["compute"] = recipe_compute(cfg, shape, classes) / base_compute
+        row["why"], row["overrides"] = why, overrides
+        rows[name] = row
+        print(f"{name}: done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    (out / "study.json").write_text(json.dumps({"seeds": args.seeds, "extra": args.extra, "recipes": rows}, indent=2))
+    print(markdown(rows))
+
+
+def markdown(rows: dict) -> str:
+    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    lines = ["| recipe | teacher | fit | ensemble | ens. distill | random distill | replication T / E / ED / RD "
+             "| gap recovered | agreement | compute | seconds |", "|" + "---|" * 11]
+    for name, r in rows.items():
+        lines.append(
+            f"| {name} | {pct(r['teacher'])} | {pct(r['teacher_train_fit'])} | {pct(r['ensemble'])} "
+            f"| {pct(r['ensemble_distill'])} | {pct(r['random_distill'])} ± {pct(r['student_std'])} "
+            f"| {pct(r['teacher_rep'])} / {pct(r['ensemble_rep'])} / {pct(r['ensemble_distill_rep'])} / "
+            f"{pct(r['random_distill_rep'])} | {100 * r['gap_recovered']:.0f}% | {r['agreement']:.3f} "
+            f"| {r['compute']:.2f}× | {r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
