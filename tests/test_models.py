@@ -1,0 +1,60 @@
+"""The model registry: every model takes its data's layout, refuses the wrong one, and can memorise."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rolemodels.errors import UserError
+from rolemodels.models import MODELS, build_model, count_parameters
+from rolemodels.train import FitSpec, fit, fixed_targets, predict_logits
+
+SHAPES = {"cnn1d": (40,), "cnn2d": (28, 28, 1), "cnn2d_wide": (28, 28, 1), "resnet18": (32, 32, 3), "mlp": (7, 3)}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_every_registered_model_has_a_shape_here():
+    assert set(SHAPES) == set(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_model_maps_its_inputs_to_class_logits(name):
+    shape = SHAPES[name]
+    torch.manual_seed(0)
+    model = build_model(name, shape, 7, width=4 if name == "resnet18" else 0).eval()
+    x = torch.randint(0, 256, (3, *shape), dtype=torch.uint8) if len(shape) == 3 else torch.randn(3, *shape)
+    out = model(x)
+    assert out.shape == (3, 7) and out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert not torch.allclose(out[0], out[1])  # the output depends on the input
+
+
+@pytest.mark.parametrize("name", ["cnn2d", "cnn2d_wide", "resnet18"])
+def test_image_models_refuse_signals(name):
+    with pytest.raises(UserError, match="needs images"):
+        build_model(name, (40,), 10)
+
+
+def test_wide_cnn_is_mostly_its_hidden_layer():
+    model = build_model("cnn2d_wide", (28, 28, 1), 10)  # width 32: 32 and 32 channels, 1,024 hidden units
+    hidden = model[1].head[1]
+    assert hidden.out_features == 1024 and hidden.in_features == 32 * 7 * 7
+    assert hidden.weight.numel() > 0.9 * count_parameters(model)
+
+
+def test_wide_cnn_memorises_random_labels():
+    """A teacher must interpolate noisy labels: the wide CNN fits labels that carry no signal."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (256, 28, 28, 1), dtype=torch.uint8, generator=gen)
+    y = torch.randint(0, 10, (256,), generator=gen)
+    torch.manual_seed(0)
+    model = build_model("cnn2d_wide", (28, 28, 1), 10, width=8, mean=torch.tensor([127.5]), std=torch.tensor([74.0]))
+    fit(model, x, 256, fixed_targets(y), FitSpec(epochs=40, batch_size=32, lr=3e-3), seed=0, device=torch.device("cpu"),
+        precision="fp32")
+    fitted = (predict_logits(model, x, torch.device("cpu"), "fp32").argmax(1) == y).float().mean()
+    assert fitted == 1.0
