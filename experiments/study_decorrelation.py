@@ -47,6 +47,19 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
                      "teachers.epochs=60", "sweep.teachers=[1,2,5,10,20]"]),
     "disjoint-k10": ("the theory's independent samplers: 10 disjoint splits of 400",
                      ["teachers.data=disjoint", "teachers.epochs=150"]),
+    "soft-mean-prob": ("soft labels: the student learns the teachers' mean softmax instead of the vote",
+                       ["students.ensemble=mean_prob"]),
+    "epoch-draws-3-passes": ("a fresh random teacher each time an example is seen, 3 passes: the student "
+                             "sees the vote shares by sampling", ["students.random_teacher=epoch", "students.epochs=3"]),
+    "small-k40": ("many small teachers (width 16, a quarter of the FLOPs) at equal teacher compute; "
+                  "students keep width 32", ["teachers.width=16", "teachers.count=40", "students.width=32",
+                                             "sweep.teachers=[1,2,5,10,20,40]"]),
+    "large-k3": ("few large teachers (width 64, 4x the FLOPs) at about equal teacher compute",
+                 ["teachers.width=64", "teachers.count=3", "students.width=32", "sweep.teachers=[1,2,3]"]),
+    "student-regularised": ("the student as a smoother learner: weight decay 0.05 and 3 passes",
+                            ["students.weight_decay=0.05", "students.epochs=3"]),
+    "learner-teachers": ("teachers stopped after 6 epochs: learners, not samplers (they no longer fit "
+                         "the noise); what the sampler property costs", ["teachers.epochs=6"]),
 }
 
 

@@ -24,7 +24,8 @@ def test_cifar10_paper_preset_runs_on_fabricated_files(tmp_path, capsys):
                  f"data.root={tmp_path / 'cifar10'}", f"data.pool_root={tmp_path / 'cifar5m'}", *TINY])
     assert code == 0, capsys.readouterr().err
     results = json.loads((out / "results.json").read_text())
-    assert results["dataset"] == {"name": "cifar10", "n_train": 40, "n_test": 20, "n_pool": 96, "num_classes": 10}
+    assert results["dataset"] == {"name": "cifar10", "n_train": 40, "n_test": 20, "n_pool": 96, "num_classes": 10,
+                                  "input_shape": [32, 32, 3]}
     assert results["config"]["teachers"]["model"] == "resnet18"
     pool_labels = np.load(out / "seed0" / "pool" / "pool_labels.npy")
     assert pool_labels.shape == (96, 2) and pool_labels.dtype == np.uint8

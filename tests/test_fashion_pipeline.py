@@ -24,7 +24,7 @@ def test_fashion_preset_on_fabricated_files(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     results = json.loads((out / "results.json").read_text())
     assert results["dataset"] == {"name": "fashion-mnist", "n_train": 60, "n_test": 40, "n_pool": 60,
-                                  "num_classes": 10}
+                                  "num_classes": 10, "input_shape": [28, 28, 1]}
     assert (out / "figures" / "confusion.png").stat().st_size > 0
 
 
