@@ -48,13 +48,19 @@ def apply_crop_flip(
     return torch.where(inside[..., None], gathered, torch.zeros((), dtype=x.dtype, device=device))
 
 
-def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4,
+                     part: tuple[int, int] | None = None) -> torch.Tensor:
     """Randomly translate each image of x [B, H, W, C] by up to `pad` pixels (zero fill)
     and mirror it left-right with probability 1/2. Any dtype; any device (the generator
-    may live on another device). Returns a new tensor shaped like x."""
+    may live on another device). Returns a new tensor shaped like x.
+
+    part=(offset, total): x is rows offset .. offset + B of a batch of `total` images (one
+    rank's slice under DistributedDataParallel); the draws are made for the whole batch, so
+    each image is moved as it would be in one process and no two ranks repeat a draw."""
     if x.ndim != 4:
         raise UserError(f"random_crop_flip: images of shape {tuple(x.shape)}, expected [B, H, W, C]")
     if pad < 0:
         raise UserError(f"random_crop_flip: pad={pad}, expected pad >= 0")
-    top, left, flip = draw_crop_flip(x.shape[0], pad, generator)
+    offset, total = part or (0, x.shape[0])
+    top, left, flip = (d[offset:offset + x.shape[0]] for d in draw_crop_flip(total, pad, generator))
     return apply_crop_flip(x, top, left, flip, pad)

@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, RunError) as err:
         if debug:
             raise
-        print(f"rolemodels: error: {err}", file=sys.stderr)
+        from rolemodels.distributed import rank_label
+
+        print(f"rolemodels: {rank_label()}error: {err}", file=sys.stderr)  # under torchrun: which rank failed
         return err.exit_code
     except KeyboardInterrupt:
         print("rolemodels: interrupted", file=sys.stderr)

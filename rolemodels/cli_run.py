@@ -46,7 +46,7 @@ def run_command(args: argparse.Namespace) -> int:
     cfg = load_config(resolve_preset(args.config), args.overrides)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     results = run_experiment(cfg, out, quiet=args.quiet, force=args.force)
-    if not args.quiet:
+    if results is not None and not args.quiet:  # None: a rank other than 0 under torchrun
         print(table_markdown(results))
         print()
         print(sweep_markdown(results))

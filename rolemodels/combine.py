@@ -69,6 +69,8 @@ def per_batch_teacher_targets(teacher_labels: torch.Tensor, seed: int) -> Target
     """The authors' code: one teacher drawn for each training batch labels the whole batch.
 
     Returns a `Targets` for `train.fit`; the draw sequence is fixed by `seed`, one per call.
+    Under DistributedDataParallel every rank calls it once per global batch (with its slice),
+    so all ranks draw the same teacher for a global batch, the one a single process draws.
     """
     generator = torch.Generator().manual_seed(seed)
     k = teacher_labels.shape[1]

@@ -72,6 +72,7 @@ class TeacherConfig(FitSpec):
     bandwidth: float = 0.0  # model=kernel: Laplace kernel bandwidth (0: median pairwise distance)
     data: str = "same"  # same | overlap | disjoint | bootstrap
     overlap: float = 0.5  # fraction of the training set per teacher with data=overlap
+    per_device: int = 1  # teachers trained at once on one GPU (threads, one CUDA stream each); CPUs: one at a time
 
 
 @dataclass
@@ -101,6 +102,7 @@ class TrainConfig:
     eval_batch_size: int = 8192
     checkpoint_every: int = 5  # teacher epochs between resumable checkpoints
     compile: bool = False  # torch.compile the models (pays on GPUs for long runs)
+    dist_timeout: int = 1800  # torchrun: seconds a rank waits for the others (barriers, collectives) before failing
 
 
 @dataclass
@@ -135,7 +137,8 @@ CHOICES = {
 }
 
 # Keys that change how fast a run goes but not what it computes: a rerun may change them.
-NOT_RESULTS = {"train.threads", "train.eval_batch_size", "train.checkpoint_every", "train.compile", "data.cache_dir"}
+NOT_RESULTS = {"train.threads", "train.eval_batch_size", "train.checkpoint_every", "train.compile", "data.cache_dir",
+               "teachers.per_device", "train.dist_timeout"}
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
@@ -239,7 +242,7 @@ def validate(cfg: Config) -> None:
             raise UserError(f"config key {key}: {flat[key]!r} is not one of {', '.join(allowed)}")
     positive = ["seeds", "data.n_train", "data.n_test", "data.n_pool", "teachers.count", "teachers.width",
                 "teachers.epochs", "teachers.batch_size", "students.epochs", "students.batch_size",
-                "train.eval_batch_size", "train.checkpoint_every"]
+                "train.eval_batch_size", "train.checkpoint_every", "teachers.per_device", "train.dist_timeout"]
     for key in positive:
         if flat[key] < 1:
             hint = " (K=0 teachers cannot label anything)" if key == "teachers.count" else ""

@@ -6,11 +6,16 @@ manifest; a rerun with the same configuration reuses what is finished and intact
 Seeds: experiment seed s (s = seed .. seed + seeds - 1) fixes the noise (s), teacher k
 (1000 s + k), the random-teacher draws and the students (derived in `_seed`). The data
 (data.seed) stays the same across experiment seeds.
+
+Under torchrun every rank runs this same pipeline on its share of the work (distributed.py):
+its teachers, its block of the pool, its slice of each student batch; rank 0 alone holds the
+run folder's lock and writes the reports.
 """
 from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +30,8 @@ from rolemodels.config import NOT_RESULTS, Config, to_dict, to_toml
 from rolemodels.data import Dataset, load_dataset
 from rolemodels.diagnostics import (pointwise_sampler_distance, sampler_distance, teacher_agreement,
                                     vote_share_histogram)
-from rolemodels.errors import UserError
+from rolemodels.distributed import World, join_world, shard_range, side_by_side
+from rolemodels.errors import RunError, UserError
 from rolemodels.metrics import accuracy, confusion, noise_replication
 from rolemodels.models import SAMPLERS, build_model, input_stats
 from rolemodels.progress import Progress
@@ -44,7 +50,7 @@ def _seed(seed: int, stage: str, index: int = 0) -> int:
 
 @dataclass
 class Context:
-    """What every stage of one run needs: the config, data, device and the run folder."""
+    """What every stage of one run needs: the config, data, device, run folder and ranks."""
 
     cfg: Config
     data: Dataset
@@ -54,6 +60,7 @@ class Context:
     progress: Progress
     mean: torch.Tensor
     std: torch.Tensor
+    world: World
 
     def new_model(self, model: str, width: int, seed: int) -> torch.nn.Module:
         torch.manual_seed(seed)  # the initial weights depend on this seed alone
@@ -71,7 +78,8 @@ class Context:
         self.manifest.record(path)
 
     def log(self, record: dict) -> None:
-        with open(self.out / "metrics.jsonl", "a") as handle:
+        name = "metrics.jsonl" if self.world.is_main else f"metrics.rank{self.world.rank}.jsonl"  # one writer a file
+        with open(self.out / name, "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
     def predict(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -112,38 +120,78 @@ def train_teachers(ctx: Context, seed: int, noisy: torch.Tensor, folder: Path
                    ) -> tuple[list[torch.nn.Module], list[torch.Tensor]]:
     """K teachers on the noisy training set, each checkpointed; finished ones are reused.
 
+    Under torchrun rank r trains teachers r, r + W, ..., each with the seed it has in one
+    process (so the teachers do not depend on the number of processes), then loads the others'
+    from the run folder. On a GPU, teachers.per_device of a rank's teachers train at once; on a
+    CPU one at a time, since one training already uses every core given to the process.
     Returns the teachers and the indices of the training examples each one saw."""
     cfg = ctx.cfg.teachers
     x = ctx.data.x_train
     subsets = teacher_subsets(len(noisy), cfg.count, cfg.data, cfg.overlap, _seed(seed, "subsets"))
-    spec = FitSpec.from_config(cfg)
-    teachers = []
-    for k, subset in enumerate(subsets):
-        if cfg.model in SAMPLERS:  # k-NN and kernel teachers are fitted in seconds: never cached
-            teachers.append(fit_sampler(cfg.model, x[subset], noisy[subset], ctx.data.num_classes,
-                                        cfg.neighbors, cfg.bandwidth))
-            continue
-        path = folder / f"teacher{k}.pt"
-        model = ctx.new_model(cfg.model, cfg.width, _seed(seed, "teacher", k))
-        if ctx.cached(path):
-            model.load_state_dict(load_torch(path))
-        else:
-            ctx.progress.start(f"seed {seed}: teacher {k + 1}/{cfg.count}", spec.epochs)
-            checkpoint = folder / f"teacher{k}.resume.pt"
-            if checkpoint.exists():
-                ctx.cached(checkpoint)  # a damaged checkpoint is reported and deleted: train from the start
-            fit(model, x[subset], len(subset), fixed_targets(noisy[subset]), spec, _seed(seed, "teacher", k),
-                ctx.device, ctx.cfg.train.precision, checkpoint=checkpoint,
-                checkpoint_every=ctx.cfg.train.checkpoint_every, save=ctx.save_torch,
-                compile_model=ctx.cfg.train.compile,
-                log=lambda r, k=k: (ctx.progress.step(r), ctx.log({"seed": seed, "model": f"teacher{k}", **r})))
-            ctx.save_torch(path, model.state_dict())
-            if checkpoint.exists():
-                ctx.manifest.forget(checkpoint)
-                checkpoint.unlink()
-            ctx.progress.done()
-        teachers.append(model)
-    return teachers, subsets
+    if cfg.model in SAMPLERS:  # k-NN and kernel teachers are fitted in seconds, on every rank: never cached
+        return [fit_sampler(cfg.model, x[subset], noisy[subset], ctx.data.num_classes, cfg.neighbors, cfg.bandwidth)
+                for subset in subsets], subsets
+    paths = [folder / f"teacher{k}.pt" for k in range(cfg.count)]
+    mine = ctx.world.teachers(cfg.count)
+    at_once = cfg.per_device if ctx.device.type == "cuda" else 1
+    trained = {}
+    for first in range(0, len(mine), at_once):
+        jobs = []
+        for k in mine[first:first + at_once]:
+            trained[k] = ctx.new_model(cfg.model, cfg.width, _seed(seed, "teacher", k))  # seeded here, not in a thread
+            if ctx.cached(paths[k]):
+                trained[k].load_state_dict(load_torch(paths[k]))
+            else:
+                jobs.append(lambda k=k: train_teacher(ctx, seed, k, trained[k], x[subsets[k]], noisy[subsets[k]],
+                                                      folder, show=at_once == 1))
+        if jobs:
+            side_by_side(jobs, ctx.device)
+    ctx.world.barrier()  # every rank's teachers are on disk, each recorded by the rank that trained it
+    return [trained[k] if k in trained else load_teacher(ctx, paths[k], seed, k) for k in range(cfg.count)], subsets
+
+
+def train_teacher(ctx: Context, seed: int, k: int, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  folder: Path, show: bool = True) -> None:
+    """Train teacher k on (x, y), resuming from its checkpoint, and save it."""
+    spec = FitSpec.from_config(ctx.cfg.teachers)
+    label = f"seed {seed}: teacher {k + 1}/{ctx.cfg.teachers.count}"
+    if show:
+        ctx.progress.start(label, spec.epochs)
+    else:  # several teachers train at once: a line each, no progress bar
+        ctx.progress.note(f"{label}: training")
+
+    def log(record: dict) -> None:
+        if show:
+            ctx.progress.step(record)
+        ctx.log({"seed": seed, "model": f"teacher{k}", **record})
+
+    checkpoint = folder / f"teacher{k}.resume.pt"
+    if checkpoint.exists():
+        ctx.cached(checkpoint)  # a damaged checkpoint is reported and deleted: train from the start
+    fit(model, x, len(x), fixed_targets(y), spec, _seed(seed, "teacher", k),
+        ctx.device, ctx.cfg.train.precision, checkpoint=checkpoint,
+        checkpoint_every=ctx.cfg.train.checkpoint_every, save=ctx.save_torch,
+        compile_model=ctx.cfg.train.compile, log=log)
+    ctx.save_torch(folder / f"teacher{k}.pt", model.state_dict())
+    if checkpoint.exists():
+        ctx.manifest.forget(checkpoint)
+        checkpoint.unlink()
+    if show:
+        ctx.progress.done()
+    else:
+        ctx.progress.note(f"{label}: done")
+
+
+def load_teacher(ctx: Context, path: Path, seed: int, k: int) -> torch.nn.Module:
+    """Teacher k as another rank trained it (it checked and recorded the file before the barrier)."""
+    if not path.exists():
+        raise RunError(f"{path}: teacher {k} is missing after the rank that trains it finished; "
+                       f"is the run folder on a filesystem every machine shares?")
+    model = ctx.new_model(ctx.cfg.teachers.model, ctx.cfg.teachers.width, _seed(seed, "teacher", k))
+    model.load_state_dict(load_torch(path))
+    if ctx.device.type == "cuda":  # the memory format `fit` leaves a trained teacher in, so kernels match
+        model.to(ctx.device, memory_format=torch.channels_last)
+    return model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,26 +200,83 @@ def train_teachers(ctx: Context, seed: int, noisy: torch.Tensor, folder: Path
 
 def label_pool_with_teachers(ctx: Context, teachers: list[torch.nn.Module], folder: Path
                              ) -> tuple[torch.Tensor, list[np.ndarray]]:
-    """Each teacher labels the pool once: uint8 [N, K] labels and K float16 [N, C] logits."""
+    """Each teacher labels the pool once: uint8 [N, K] labels and K float16 [N, C] logits.
+
+    Under torchrun rank r labels its block of rows (`pool_rows`) with every teacher into shard
+    files; rank 0 joins them into the files one process writes and checks every row is there.
+    With one process the only block is the whole pool, written under the final names."""
+    n, K = len(ctx.data.x_pool), len(teachers)
     labels_path = folder / "pool_labels.npy"
-    logit_paths = [folder / f"pool_logits{k}.npy" for k in range(len(teachers))]
+    label_paths = [folder / f"pool_labels{k}.npy" for k in range(K)]
+    logit_paths = [folder / f"pool_logits{k}.npy" for k in range(K)]
+    # Rank 0 says which teachers' columns are finished, so no rank touches files it does not write.
+    done = ctx.world.main_decides(lambda: [ctx.cached(label_paths[k]) and ctx.cached(logit_paths[k])
+                                           for k in range(K)])
+    first, last = pool_rows(ctx, ctx.world.rank)
+    chunk = ctx.cfg.train.eval_batch_size * max(1, 65536 // ctx.cfg.train.eval_batch_size)
     for k, teacher in enumerate(teachers):
-        label_path = folder / f"pool_labels{k}.npy"
-        if ctx.cached(label_path) and ctx.cached(logit_paths[k]):
+        shard_labels, shard_logits = pool_shard_paths(folder, k, first, last, n)
+        if done[k] or first == last or (ctx.cached(shard_labels) and ctx.cached(shard_logits)):
             continue
-        ctx.progress.start(f"labelling the pool with teacher {k + 1}/{len(teachers)}", 1)
-        labels, logits = label_pool(lambda xb: ctx.predict(teacher, xb), ctx.data.x_pool,
-                                    chunk=max(ctx.cfg.train.eval_batch_size, 65536))
-        ctx.save_npy(logit_paths[k], logits)
-        ctx.save_npy(label_path, labels)
+        ctx.progress.start(f"labelling the pool with teacher {k + 1}/{K}", 1)
+        labels, logits = label_pool(lambda xb: ctx.predict(teacher, xb), ctx.data.x_pool[first:last], chunk=chunk)
+        ctx.save_npy(shard_logits, logits)
+        ctx.save_npy(shard_labels, labels)
         ctx.progress.done()
-    if not ctx.cached(labels_path):
-        columns = [np.load(folder / f"pool_labels{k}.npy") for k in range(len(teachers))]
-        ctx.save_npy(labels_path, np.stack(columns, axis=1))
+    ctx.world.barrier()  # every block is on disk
+    if ctx.world.is_main:
+        for k in range(K):
+            if not done[k]:
+                join_pool_shards(ctx, folder, k, label_paths[k], logit_paths[k])
+        if not ctx.cached(labels_path):
+            columns = [np.load(path) for path in label_paths]
+            ctx.save_npy(labels_path, np.stack(columns, axis=1))
+    ctx.world.barrier()  # the joined files are on disk
+    if (first, last) != (0, n):  # the blocks are joined: each rank deletes its own
+        for k in range(K):
+            for path in pool_shard_paths(folder, k, first, last, n):
+                if path.exists():
+                    ctx.manifest.forget(path)
+                    path.unlink()
     matrix = torch.from_numpy(np.load(labels_path))
-    if matrix.shape != (len(ctx.data.x_pool), len(teachers)):
+    if matrix.shape != (n, K):
         raise UserError(f"{labels_path}: shape {tuple(matrix.shape)} does not match the pool and teachers")
     return matrix, [np.load(path, mmap_mode="r") for path in logit_paths]
+
+
+def pool_rows(ctx: Context, rank: int) -> tuple[int, int]:
+    """The pool rows [a, b) that `rank` labels: contiguous, in whole eval batches, so that every
+    row is computed in the same batch as in one process and the labels match it bit for bit."""
+    return shard_range(len(ctx.data.x_pool), rank, ctx.world.size, align=ctx.cfg.train.eval_batch_size)
+
+
+def pool_shard_paths(folder: Path, k: int, first: int, last: int, n: int) -> tuple[Path, Path]:
+    """Where teacher k's labels and logits of rows [first, last) go; the whole pool's are the final files."""
+    if (first, last) == (0, n):
+        return folder / f"pool_labels{k}.npy", folder / f"pool_logits{k}.npy"
+    rows = f"rows{first}-{last}"
+    return folder / "shards" / f"pool_labels{k}.{rows}.npy", folder / "shards" / f"pool_logits{k}.{rows}.npy"
+
+
+def join_pool_shards(ctx: Context, folder: Path, k: int, labels_path: Path, logits_path: Path) -> None:
+    """Rank 0: teacher k's blocks joined into uint8 [N] labels and float16 [N, C] logits, every row checked."""
+    n = len(ctx.data.x_pool)
+    blocks = [pool_rows(ctx, rank) for rank in range(ctx.world.size)]
+    blocks = [(first, last) for first, last in blocks if first < last]
+    if blocks[0] == (0, n):  # one block: it was written under the final names
+        return
+    labels, logits = [], []
+    for first, last in blocks:
+        for path, parts in zip(pool_shard_paths(folder, k, first, last, n), (labels, logits)):
+            if not path.exists():
+                raise RunError(f"{path}: pool rows {first}..{last} of teacher {k} are missing after their rank "
+                               f"finished; is the run folder on a filesystem every machine shares?")
+            part = np.load(path)
+            if len(part) != last - first:
+                raise RunError(f"{path}: {len(part):,} rows, expected {last - first:,}")
+            parts.append(part)
+    ctx.save_npy(logits_path, np.concatenate(logits))
+    ctx.save_npy(labels_path, np.concatenate(labels))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,15 +296,16 @@ def train_student(ctx: Context, name: str, seed: int, index: int, x: torch.Tenso
         model_name, width = section.model, section.width
     path = folder / f"{name}.pt"
     model = ctx.new_model(model_name, width, _seed(seed, "student", index))
-    if ctx.cached(path):
+    if ctx.world.main_decides(lambda: ctx.cached(path)):  # the ranks train a student together, or none does
         model.load_state_dict(load_torch(path))
     else:
         spec = FitSpec.from_config(section)
         ctx.progress.start(f"seed {seed}: student {name}", spec.epochs)
         fit(model, x, n, targets, spec, _seed(seed, "student", index), ctx.device, ctx.cfg.train.precision,
-            compile_model=ctx.cfg.train.compile,
+            compile_model=ctx.cfg.train.compile, world=ctx.world,
             log=lambda r: (ctx.progress.step(r), ctx.log({"seed": seed, "model": name, **r})))
-        ctx.save_torch(path, model.state_dict())
+        if ctx.world.is_main:  # every rank holds the same weights
+            ctx.save_torch(path, model.state_dict())
         ctx.progress.done()
     return ctx.predict(model, ctx.data.x_test).argmax(1)
 
@@ -353,36 +459,72 @@ def run_seed(ctx: Context, seed: int) -> dict:
 # The whole run
 
 
-def run_experiment(cfg: Config, out: str | Path, quiet: bool = False, force: bool = False) -> dict:
-    """Run (or resume) the experiment in folder `out`; write results.json, report.md, figures/."""
+def run_experiment(cfg: Config, out: str | Path, quiet: bool = False, force: bool = False) -> dict | None:
+    """Run (or resume) the experiment in folder `out`; write results.json, report.md, figures/.
+
+    Under torchrun every rank calls this; rank 0 writes the reports and returns the results,
+    the other ranks return None."""
     from rolemodels.report import summarize_run, write_report
 
     out = Path(out)
-    progress = Progress(quiet=quiet)
     started = time.perf_counter()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
+    world, device = join_world(resolve_device(cfg.train.device), cfg.train.dist_timeout)
+    progress = Progress(quiet=quiet or not world.is_main)
     if device.type == "cpu":  # same seed, same results: ask for the deterministic kernels where torch has them
         torch.use_deterministic_algorithms(True, warn_only=True)
     # Bad data or noise is refused before anything is written to the run folder.
-    data = load_dataset(cfg.data, progress=progress.note)
+    data = world.main_first(lambda: load_dataset(cfg.data, progress=progress.note))  # rank 0 fills the cache
     check_dataset(data)
     noisy_training_labels(cfg, data, cfg.seed)
-    ensure_writable(out)
-    with RunLock(out):
-        check_config(out, to_dict(cfg), force, ignore=NOT_RESULTS)
-        remove_temp_files(out)  # what a killed run was writing
-        atomic_write_text(out / "config.toml", to_toml(cfg))
-        manifest = Manifest(out)
+    results = None
+    with open_run_folder(out, cfg, force, world) as manifest:
         mean, std = input_stats(data.x_train)
-        ctx = Context(cfg, data, device, out, manifest, progress, mean, std)
+        ctx = Context(cfg, data, device, out, manifest, progress, mean, std, world)
         per_seed = [run_seed(ctx, seed) for seed in range(cfg.seed, cfg.seed + cfg.seeds)]
-        results = summarize_run(cfg, data, per_seed, time.perf_counter() - started)
-        atomic_write_json(out / "results.json", results)
-        write_report(out, cfg, data, results, per_seed)
+        if world.is_main:
+            results = summarize_run(cfg, data, per_seed, time.perf_counter() - started)
+            atomic_write_json(out / "results.json", results)
+            write_report(out, cfg, data, results, per_seed)
+    world.close()
     progress.note(f"results in {out}/results.json, report in {out}/report.md")
     return results
+
+
+@contextmanager
+def open_run_folder(out: Path, cfg: Config, force: bool, world: World):
+    """The run folder, ready, and this rank's Manifest; the folder stays locked until every rank is done.
+
+    Rank 0 takes the lock, checks the configuration, removes half-written files and folds in
+    what other ranks recorded before a restart, while the other ranks wait; they then check
+    that they see the same folder (on several machines it must be on a shared filesystem)."""
+    if world.is_main:
+        ensure_writable(out)
+        with RunLock(out):
+            check_config(out, to_dict(cfg), force, ignore=NOT_RESULTS)
+            remove_temp_files(out)  # what a killed run was writing
+            atomic_write_text(out / "config.toml", to_toml(cfg))
+            manifest = Manifest(out)
+            world.barrier()  # the folder is ready
+            yield manifest
+            world.barrier()  # no rank writes any more
+            manifest.absorb_ranks()
+        return
+    world.barrier()
+    wait_for_file(out / "config.toml", f"rank {world.rank} does not see the run folder {out} that rank 0 "
+                                       f"prepared: on several machines it must be on a filesystem they all share")
+    yield Manifest(out, rank=world.rank)
+    world.barrier()
+
+
+def wait_for_file(path: Path, message: str, seconds: float = 30.0) -> None:
+    """Wait a little for a file another machine wrote (network filesystems cache), else UserError."""
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise UserError(message)
+        time.sleep(0.5)
 
 
 def check_dataset(data: Dataset) -> None:

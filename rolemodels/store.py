@@ -14,6 +14,7 @@ Every file is written to a `.tmp-...` file in its folder, flushed to disk and
 renamed into place, so a reader sees either the old file or the whole new one.
 The manifest (`manifest.json`) records the size and SHA-256 of each finished
 file; a file without a matching record is treated as unfinished and recomputed.
+Under torchrun, rank r > 0 records into its own `manifest.rank<r>.json` (see Manifest).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import secrets
 import shutil
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
@@ -36,6 +38,7 @@ from rolemodels.errors import RunError, UserError
 
 TEMP_PREFIX = ".tmp-"
 MANIFEST_NAME = "manifest.json"
+RANK_MANIFEST_GLOB = "manifest.rank*.json"
 CONFIG_NAME = "config.json"
 LOCK_NAME = ".lock"
 HASH_BLOCK = 1 << 20  # checksums stream the file in 1 MiB blocks
@@ -184,37 +187,66 @@ def file_sha256(path: str | os.PathLike) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def _good_entry(entry: Any) -> bool:
+    return isinstance(entry, dict) and type(entry.get("size")) is int and isinstance(entry.get("sha256"), str)
+
+
 class Manifest:
     """`run_dir/manifest.json`: relative path -> {"size": int, "sha256": str} of finished files.
 
     Paths given to the methods are ordinary paths (absolute, or relative to the
     current folder, e.g. `run_dir / "teachers/teacher3.pt"`) of files inside run_dir.
     Create the Manifest after check_config, which may empty the run folder.
+
+    Several processes (torchrun's ranks, `rank` > 0) share a run folder without sharing a
+    file: each file is recorded, checked and forgotten only by the rank that writes it, and
+    rank r > 0 saves what it recorded or forgot into its own `manifest.rank<r>.json`. Rank 0's
+    Manifest, made while the other ranks wait, folds those files into manifest.json (what a
+    killed run recorded), and `absorb_ranks` does so again once every rank has finished.
     """
 
-    def __init__(self, run_dir: str | os.PathLike, notice: Notice = print_notice):
+    def __init__(self, run_dir: str | os.PathLike, notice: Notice = print_notice, rank: int = 0):
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / MANIFEST_NAME
+        self.rank = rank
+        self.path = self.run_dir / (MANIFEST_NAME if rank == 0 else f"manifest.rank{rank}.json")
         self.notice = notice
-        self.entries: dict[str, dict[str, Any]] = self._load()
+        self._lock = threading.Lock()  # teachers trained side by side record from their own threads
+        self.entries: dict[str, dict[str, Any]] = self._load(self.run_dir / MANIFEST_NAME)
+        self.changes: dict[str, dict[str, Any] | None] = {}  # rank > 0: its records (None: forgotten)
+        if rank == 0:
+            self.absorb_ranks()
 
-    def _load(self) -> dict[str, dict[str, Any]]:
+    def _load(self, path: Path, tombstones: bool = False) -> dict[str, Any]:
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as err:
-            self.notice(f"rolemodels: {self.path} is unreadable ({_reason(err)}); "
-                        f"treating every file in {self.run_dir} as unfinished")
+            self.notice(f"rolemodels: {path} is unreadable ({_reason(err)}); "
+                        f"treating the files it records in {self.run_dir} as unfinished")
             return {}
         if not isinstance(data, dict):
             data = {}
-        good = lambda e: (isinstance(e, dict) and type(e.get("size")) is int
-                          and isinstance(e.get("sha256"), str))
-        return {key: entry for key, entry in data.items() if good(entry)}
+        return {key: entry for key, entry in data.items() if _good_entry(entry) or (tombstones and entry is None)}
+
+    def absorb_ranks(self) -> None:
+        """Rank 0, while no other rank writes: fold every manifest.rank<r>.json into manifest.json."""
+        rank_files = sorted(self.run_dir.glob(RANK_MANIFEST_GLOB))
+        if not rank_files:
+            return
+        with self._lock:
+            for path in rank_files:  # one writer per file and run, so their keys do not overlap
+                for key, entry in self._load(path, tombstones=True).items():
+                    if entry is None:
+                        self.entries.pop(key, None)
+                    else:
+                        self.entries[key] = entry
+            self._save()
+        for path in rank_files:
+            path.unlink(missing_ok=True)
 
     def _save(self) -> None:
-        atomic_write_json(self.path, self.entries)
+        atomic_write_json(self.path, self.entries if self.rank == 0 else self.changes)
 
     def key(self, path: str | os.PathLike) -> str:
         """The manifest's name for `path`: its path relative to run_dir, with '/'."""
@@ -234,14 +266,19 @@ class Manifest:
         except OSError as err:
             raise RunError(f"cannot read {path}: {_reason(err)}") from err
         entry = {"size": size, "sha256": sha256}
-        self.entries[key] = entry
-        self._save()
+        with self._lock:
+            self.entries[key] = entry
+            self.changes[key] = entry
+            self._save()
         return entry
 
     def forget(self, path: str | os.PathLike) -> None:
         """Drop the record of `path` (the file itself is left alone)."""
-        if self.entries.pop(self.key(path), None) is not None:
-            self._save()
+        key = self.key(path)
+        with self._lock:
+            if self.entries.pop(key, None) is not None:
+                self.changes[key] = None
+                self._save()
 
     def is_valid(self, path: str | os.PathLike) -> bool:
         """True if `path` exists and matches its record.

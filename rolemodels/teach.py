@@ -101,7 +101,11 @@ class OnlineTeacherLabels:
 
     mode: "vote" (plurality, ties to summed probabilities), "sum_logits" (argmax of the summed
     logits), "batch" (one random teacher for the whole batch) or "example" (a random teacher per
-    example). Called by `train.fit` with the batch's inputs after augmentation.
+    example). Called by `train.fit` with the batch's inputs after augmentation, once per global
+    batch on every rank under DistributedDataParallel, with part=(offset, total): this rank's
+    slice of a global batch of `total`. Draws are made for the global batch (one teacher per
+    batch, or `total` per-example draws of which the slice takes its own), so every rank draws
+    what one process would.
     """
 
     needs_inputs = True
@@ -111,7 +115,8 @@ class OnlineTeacherLabels:
         self.generator = torch.Generator().manual_seed(seed)
 
     @torch.no_grad()
-    def __call__(self, idx: torch.Tensor, epoch: int, inputs: torch.Tensor) -> torch.Tensor:
+    def __call__(self, idx: torch.Tensor, epoch: int, inputs: torch.Tensor,
+                 part: tuple[int, int] | None = None) -> torch.Tensor:
         from rolemodels.combine import plurality_vote
 
         if self.mode == "batch":
@@ -122,6 +127,8 @@ class OnlineTeacherLabels:
             return logits.sum(0).argmax(1)
         labels = logits.argmax(2).T  # [B, K]
         if self.mode == "example":
-            draws = torch.randint(len(self.teachers), (len(idx),), generator=self.generator).to(labels.device)
+            offset, total = part or (0, len(idx))
+            draws = torch.randint(len(self.teachers), (total,), generator=self.generator)[offset:offset + len(idx)]
+            draws = draws.to(labels.device)
             return labels[torch.arange(len(idx), device=labels.device), draws]
         return plurality_vote(labels.cpu(), self.num_classes, torch.softmax(logits, 2).sum(0).cpu()).to(labels.device)

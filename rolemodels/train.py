@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rolemodels.config import FitSpec
+from rolemodels.distributed import SINGLE, World, my_slice, shard_range, wrap_model
 from rolemodels.errors import UserError
 
 Targets = Callable[[torch.Tensor, int], torch.Tensor]  # (batch indices int64[B], epoch) -> int64[B]
@@ -93,15 +94,15 @@ def to_device_if_small(x, device: torch.device):
     return x
 
 
-def batches(x, order: torch.Tensor, batch_size: int, device: torch.device):
-    """(indices, inputs on the device) for consecutive slices of `order`.
+def batches(x, order: torch.Tensor, batch_size: int, device: torch.device, world: World = SINGLE):
+    """(indices, inputs on the device) for consecutive slices of `order` (this rank's part of each).
 
     Inputs already on the device are gathered there. Otherwise (a pool in host memory or
     memory-mapped) each batch is gathered on the host by a background thread one batch ahead,
     pinned when the device is a GPU, and copied without blocking, so the copy of batch i + 1
     overlaps the computation of batch i.
     """
-    slices = [order[first:first + batch_size] for first in range(0, len(order), batch_size)]
+    slices = [my_slice(order[first:first + batch_size], world) for first in range(0, len(order), batch_size)]
     if getattr(x, "device", None) == device:
         for idx in slices:
             yield idx, x[idx]
@@ -125,13 +126,19 @@ def batches(x, order: torch.Tensor, batch_size: int, device: torch.device):
 def fit(model: nn.Module, x: torch.Tensor, n: int, targets: Targets, spec: FitSpec, seed: int,
         device: torch.device, precision: str = "auto", checkpoint: Path | None = None,
         checkpoint_every: int = 5, save: Callable[[Path, dict], None] | None = None,
-        log: Callable[[dict], None] | None = None, compile_model: bool = False) -> nn.Module:
+        log: Callable[[dict], None] | None = None, compile_model: bool = False, world: World = SINGLE) -> nn.Module:
     """Train `model` on x[:n] (inputs [N, ...], any dtype the model's Standardize accepts).
 
     The shuffle order comes from a generator seeded with `seed`, so two runs with the same seed
     see the same batches. With `checkpoint`, the model, optimizer, scheduler and generator are
     saved every `checkpoint_every` epochs (through `save`, which should write atomically), and a
     run that finds the file resumes after the saved epoch with identical results.
+
+    With a `world` of W > 1 ranks the model trains as DistributedDataParallel: every rank draws
+    the same shuffle, takes its contiguous slice of each global batch of spec.batch_size (any
+    size; slices differ by at most one example) and scales its loss so that the gradients DDP
+    averages are those of the whole global batch. Batches, steps and learning-rate schedule are
+    those of one process; only the order of floating-point sums differs.
     """
     if n < 1:
         raise UserError("cannot train on an empty set")
@@ -157,36 +164,51 @@ def fit(model: nn.Module, x: torch.Tensor, n: int, targets: Targets, spec: FitSp
     if spec.augment == "crop_flip":
         from rolemodels.augment import random_crop_flip
     x = to_device_if_small(x, device)
-    forward = torch.compile(model) if compile_model else model
+    forward = wrap_model(model, world, device)
+    forward = torch.compile(forward) if compile_model else forward
     for epoch in range(start_epoch, spec.epochs):
         started = time.perf_counter()
         order = torch.randperm(n, generator=shuffle)
         loss_sum = torch.zeros((), device=device)
-        for idx, xb in batches(x, order, spec.batch_size, device):
+        for step, (idx, xb) in enumerate(batches(x, order, spec.batch_size, device, world)):
+            # This rank's slice starts at `offset` in a global batch of `total` examples: random
+            # draws are made for the whole global batch, so a slice gets what one process gives it.
+            total = min(spec.batch_size, n - step * spec.batch_size)
+            part = (shard_range(total, world.rank, world.size)[0], total)
             if spec.augment == "crop_flip":
-                xb = random_crop_flip(xb, augment_gen)
+                xb = random_crop_flip(xb, augment_gen, part=part)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 if getattr(targets, "needs_inputs", False):  # labels computed from the augmented batch
-                    yb = targets(idx, epoch, xb)
+                    yb = targets(idx, epoch, xb, part)
                 else:
                     yb = targets(idx, epoch).to(device, non_blocking=True)
                 logits = forward(xb)
-            loss = F.cross_entropy(logits.float(), yb)
+            loss = slice_loss(logits, yb, total, world)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            loss_sum += loss.detach() * len(idx)
+            loss_sum += loss.detach() * (total / world.size)
+        world.sum(loss_sum)
         if log is not None:
             log({"epoch": epoch + 1, "loss": loss_sum.item() / n, "lr": opt.param_groups[0]["lr"],
                  "seconds": time.perf_counter() - started})
         last = epoch + 1 == spec.epochs
-        if checkpoint is not None and save is not None and not last and (epoch + 1) % checkpoint_every == 0:
+        if (checkpoint is not None and save is not None and world.is_main and not last
+                and (epoch + 1) % checkpoint_every == 0):
             save(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                               "scheduler": sched.state_dict(), "shuffle": shuffle.get_state(),
                               "augment": augment_gen.get_state(), "epoch": epoch + 1})
     model.eval()
     return model
+
+
+def slice_loss(logits: torch.Tensor, labels: torch.Tensor, total: int, world: World) -> torch.Tensor:
+    """Cross-entropy of this rank's slice, scaled so that the mean over the W ranks (what DDP
+    averages) is the mean over the global batch of `total` examples; one process: the plain mean."""
+    if len(labels) == 0:  # a last global batch smaller than the world leaves this rank nothing
+        return logits.sum() * 0.0  # zero gradients, but a backward pass for DDP to match
+    return F.cross_entropy(logits.float(), labels) * (len(labels) * world.size / total)
 
 
 @torch.inference_mode()

@@ -238,6 +238,25 @@ def test_manifest_forget(tmp_path):
     assert path.exists() and path not in Manifest(tmp_path)
 
 
+def test_rank_manifests_are_folded_into_the_main_one(tmp_path):
+    files = {name: tmp_path / name for name in ("a.pt", "b.pt", "c.pt")}
+    for name, path in files.items():
+        atomic_write_bytes(path, name.encode())
+    main = Manifest(tmp_path)
+    main.record(files["a.pt"])
+    main.record(files["c.pt"])
+    other = Manifest(tmp_path, rank=1)  # rank 1 records b and forgets c (it retrained it, say)
+    other.record(files["b.pt"])
+    other.forget(files["c.pt"])
+    assert "b.pt" not in json.loads((tmp_path / "manifest.json").read_text())  # rank 1 never writes it
+    assert (tmp_path / "manifest.rank1.json").exists()
+    restarted = Manifest(tmp_path)  # rank 0 after a restart folds rank 1's records in
+    assert restarted.is_valid(files["a.pt"]) and restarted.is_valid(files["b.pt"])
+    assert files["c.pt"] not in restarted
+    assert not (tmp_path / "manifest.rank1.json").exists()
+    assert set(json.loads((tmp_path / "manifest.json").read_text())) == {"a.pt", "b.pt"}
+
+
 def test_manifest_unreadable_file_means_nothing_is_trusted(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     manifest, notices = make_manifest(tmp_path)
