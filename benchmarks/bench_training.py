@@ -177,6 +177,29 @@ def run_lightning(data: Data, epochs: int, batch_size: int) -> float | None:
     return timed_examples_per_second(timer.seconds, len(data.x))
 
 
+def whole_fits_examples_per_second(data: Data, epochs: int, fits: int, at_once: int, threads: int) -> float:
+    """Examples/s over the wall time of `fits` whole teacher trainings, `at_once` at a time.
+
+    With at_once > 1 each fit runs in its own Python thread and every operation on one intra-op
+    thread (torch's kernels release the GIL), so independent trainings fill the cores instead of
+    splitting each small operation across them.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    spec = FitSpec(epochs=epochs + 1, batch_size=128, optimizer="adamw", lr=LR, weight_decay=0.0,
+                   schedule="onecycle")
+    models = [data.model() for _ in range(fits)]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=at_once) as pool:
+        list(pool.map(lambda k: fit(models[k], data.x, len(data.x), fixed_targets(data.y), spec, seed=k,
+                                    device=torch.device("cpu"), precision="fp32"), range(fits)))
+    seconds = time.perf_counter() - start
+    torch.set_num_threads(previous)
+    return fits * (epochs + 1) * len(data.x) / seconds
+
+
 def labelling_examples_per_second(model: torch.nn.Module, pool: torch.Tensor, precision: str,
                                   repeats: int) -> float:
     predict_logits(model, pool[:8192], torch.device("cpu"), precision)  # warm-up
@@ -220,6 +243,9 @@ def main() -> None:
     plain = run_plain(data, opts.epochs, 128)
     lightning = run_lightning(data, opts.epochs, 128)
 
+    one_at_a_time = whole_fits_examples_per_second(data, opts.epochs, 2, 1, opts.threads)
+    two_at_once = whole_fits_examples_per_second(data, opts.epochs, 2, 2, 1)
+
     pool = torch.from_numpy(generate_fast(opts.pool, 1)[0])
     label_auto = labelling_examples_per_second(trained, pool, "auto", 2)
     label_fp32 = labelling_examples_per_second(trained, pool, "fp32", 2)
@@ -258,6 +284,10 @@ def main() -> None:
           f"auto / fp32 = {ours / ours_fp32:.2f}× |")
     print(f"| `train.fit`, precision auto ({auto_name}), batch 512 | {ours_512:,.0f} | "
           f"{achieved(ours_512, flops_per_example_512)} | 512 / 128 = {ours_512 / ours:.2f}× |")
+    print(f"| 2 whole fits (fp32) one after another, {opts.threads} threads | {one_at_a_time:,.0f} | "
+          f"{achieved(one_at_a_time, flops_per_example)} | |")
+    print(f"| 2 whole fits (fp32) at once, 1 thread each | {two_at_once:,.0f} | "
+          f"{achieved(two_at_once, flops_per_example)} | at once / one by one = {two_at_once / one_at_a_time:.2f}× |")
     print(f"| `predict_logits` {opts.pool:,} examples, auto ({auto_name}) | {label_auto:,.0f} | "
           f"{achieved(label_auto, forward_per_example)} | |")
     print(f"| `predict_logits` {opts.pool:,} examples, fp32 | {label_fp32:,.0f} | "
