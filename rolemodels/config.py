@@ -72,7 +72,7 @@ class TeacherConfig(FitSpec):
     bandwidth: float = 0.0  # model=kernel: Laplace kernel bandwidth (0: median pairwise distance)
     data: str = "same"  # same | overlap | disjoint | bootstrap
     overlap: float = 0.5  # fraction of the training set per teacher with data=overlap
-    per_device: int = 1  # teachers trained at once on one GPU (threads, one CUDA stream each); CPUs: one at a time
+    per_device: int = 1  # teachers trained at once per device (threads; one CUDA stream each, or a share of the CPU threads)
 
 
 @dataclass

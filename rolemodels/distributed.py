@@ -188,16 +188,25 @@ def wrap_model(model: torch.nn.Module, world: World, device: torch.device) -> to
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def side_by_side(jobs: list[Callable[[], None]], device: torch.device) -> None:
+def side_by_side(jobs: list[Callable[[], None]], device: torch.device, slots: int | None = None) -> None:
     """Run the jobs at once, each in its own thread (and CUDA stream on a GPU); raise the first error.
 
-    For several small teachers that each leave a GPU idle between kernels. Whatever a job
-    draws at random must come from its own generators: the threads share torch's global one.
+    For several small teachers that each leave a GPU idle between kernels, or the cores of a CPU
+    idle between small operations: on a CPU each job gets an equal share of torch's threads, so
+    two jobs on two cores run every operation on one thread each instead of splitting each
+    small operation across both. Whatever a job draws at random must come from its own
+    generators: the threads share torch's global one. `slots` (default: len(jobs)) is how many
+    jobs share the CPU; a last, smaller group keeps the same share, so every job's arithmetic is
+    the same whichever group it falls in.
     """
-    if len(jobs) == 1:
+    slots = slots or len(jobs)
+    if slots == 1:
         jobs[0]()
         return
     errors: list[BaseException] = []
+    threads_before = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, threads_before // slots))
 
     def run(job: Callable[[], None]) -> None:
         try:
@@ -216,5 +225,6 @@ def side_by_side(jobs: list[Callable[[], None]], device: torch.device) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+    torch.set_num_threads(threads_before)
     if errors:
         raise errors[0]

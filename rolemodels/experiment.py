@@ -122,8 +122,8 @@ def train_teachers(ctx: Context, seed: int, noisy: torch.Tensor, folder: Path
 
     Under torchrun rank r trains teachers r, r + W, ..., each with the seed it has in one
     process (so the teachers do not depend on the number of processes), then loads the others'
-    from the run folder. On a GPU, teachers.per_device of a rank's teachers train at once; on a
-    CPU one at a time, since one training already uses every core given to the process.
+    from the run folder. teachers.per_device of a rank's teachers train at once: on a GPU each
+    in its own CUDA stream, on a CPU each with an equal share of the process's threads.
     Returns the teachers and the indices of the training examples each one saw."""
     cfg = ctx.cfg.teachers
     x = ctx.data.x_train
@@ -133,7 +133,7 @@ def train_teachers(ctx: Context, seed: int, noisy: torch.Tensor, folder: Path
                 for subset in subsets], subsets
     paths = [folder / f"teacher{k}.pt" for k in range(cfg.count)]
     mine = ctx.world.teachers(cfg.count)
-    at_once = cfg.per_device if ctx.device.type == "cuda" else 1
+    at_once = cfg.per_device
     trained = {}
     for first in range(0, len(mine), at_once):
         jobs = []
@@ -145,7 +145,7 @@ def train_teachers(ctx: Context, seed: int, noisy: torch.Tensor, folder: Path
                 jobs.append(lambda k=k: train_teacher(ctx, seed, k, trained[k], x[subsets[k]], noisy[subsets[k]],
                                                       folder, show=at_once == 1))
         if jobs:
-            side_by_side(jobs, ctx.device)
+            side_by_side(jobs, ctx.device, slots=at_once)
     ctx.world.barrier()  # every rank's teachers are on disk, each recorded by the rank that trained it
     return [trained[k] if k in trained else load_teacher(ctx, paths[k], seed, k) for k in range(cfg.count)], subsets
 
