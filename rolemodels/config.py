@@ -86,6 +86,7 @@ class StudentConfig(FitSpec):
     # (fraction of teachers per class) or mean_prob (mean of the teachers' softmax)
     ensemble: str = "vote"
     labels: str = "pool"  # pool: the pool labelled once (the paper) | online: on each augmented batch (the code)
+    per_device: int = 1  # students trained at once in one process (as teachers.per_device); with DDP: one at a time
 
 
 @dataclass
@@ -138,7 +139,7 @@ CHOICES = {
 
 # Keys that change how fast a run goes but not what it computes: a rerun may change them.
 NOT_RESULTS = {"train.threads", "train.eval_batch_size", "train.checkpoint_every", "train.compile", "data.cache_dir",
-               "teachers.per_device", "train.dist_timeout"}
+               "teachers.per_device", "students.per_device", "train.dist_timeout"}
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
@@ -242,7 +243,8 @@ def validate(cfg: Config) -> None:
             raise UserError(f"config key {key}: {flat[key]!r} is not one of {', '.join(allowed)}")
     positive = ["seeds", "data.n_train", "data.n_test", "data.n_pool", "teachers.count", "teachers.width",
                 "teachers.epochs", "teachers.batch_size", "students.epochs", "students.batch_size",
-                "train.eval_batch_size", "train.checkpoint_every", "teachers.per_device", "train.dist_timeout"]
+                "train.eval_batch_size", "train.checkpoint_every", "teachers.per_device", "students.per_device",
+                "train.dist_timeout"]
     for key in positive:
         if flat[key] < 1:
             hint = " (K=0 teachers cannot label anything)" if key == "teachers.count" else ""

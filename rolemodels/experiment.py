@@ -14,6 +14,7 @@ run folder's lock and writes the reports.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,6 +49,9 @@ def _seed(seed: int, stage: str, index: int = 0) -> int:
     return 1000 * seed + offsets[stage] + index
 
 
+MODEL_SEEDING = threading.Lock()  # torch's global generator seeds new models; one model at a time
+
+
 @dataclass
 class Context:
     """What every stage of one run needs: the config, data, device, run folder and ranks."""
@@ -63,8 +67,9 @@ class Context:
     world: World
 
     def new_model(self, model: str, width: int, seed: int) -> torch.nn.Module:
-        torch.manual_seed(seed)  # the initial weights depend on this seed alone
-        return build_model(model, self.data.input_shape, self.data.num_classes, width, self.mean, self.std)
+        with MODEL_SEEDING:  # the initial weights depend on this seed alone, even with trainings side by side
+            torch.manual_seed(seed)
+            return build_model(model, self.data.input_shape, self.data.num_classes, width, self.mean, self.std)
 
     def cached(self, path: Path) -> bool:
         return self.manifest.is_valid(path)
@@ -284,7 +289,7 @@ def join_pool_shards(ctx: Context, folder: Path, k: int, labels_path: Path, logi
 
 
 def train_student(ctx: Context, name: str, seed: int, index: int, x: torch.Tensor, targets, n: int,
-                  folder: Path, recipe: str = "students") -> torch.Tensor:
+                  folder: Path, recipe: str = "students", show: bool = True) -> torch.Tensor:
     """Train (or reload) one student and return its test predictions int64 [N_test]."""
     section = ctx.cfg.students if recipe == "students" else ctx.cfg.teachers
     if recipe == "teachers" and section.model in SAMPLERS:  # the clean-label reference of a sampler
@@ -300,14 +305,33 @@ def train_student(ctx: Context, name: str, seed: int, index: int, x: torch.Tenso
         model.load_state_dict(load_torch(path))
     else:
         spec = FitSpec.from_config(section)
-        ctx.progress.start(f"seed {seed}: student {name}", spec.epochs)
+        label = f"seed {seed}: student {name}"
+        ctx.progress.start(label, spec.epochs) if show else ctx.progress.note(f"{label}: training")
         fit(model, x, n, targets, spec, _seed(seed, "student", index), ctx.device, ctx.cfg.train.precision,
             compile_model=ctx.cfg.train.compile, world=ctx.world,
-            log=lambda r: (ctx.progress.step(r), ctx.log({"seed": seed, "model": name, **r})))
+            log=lambda r: (show and ctx.progress.step(r), ctx.log({"seed": seed, "model": name, **r})))
         if ctx.world.is_main:  # every rank holds the same weights
             ctx.save_torch(path, model.state_dict())
-        ctx.progress.done()
+        ctx.progress.done() if show else ctx.progress.note(f"{label}: done")
     return ctx.predict(model, ctx.data.x_test).argmax(1)
+
+
+def train_students(ctx: Context, seed: int, students: list[tuple], folder: Path) -> dict[str, torch.Tensor]:
+    """Train (or reload) each student; their test predictions by name.
+
+    In one process students.per_device of them train at once (side by side, as teachers do);
+    under torchrun all ranks train each student together with DDP, one student at a time.
+    """
+    at_once = ctx.cfg.students.per_device if ctx.world.size == 1 else 1
+    predictions: dict[str, torch.Tensor] = {}
+
+    def job(name, index, x, targets, n, recipe):
+        predictions[name] = train_student(ctx, name, seed, index, x, targets, n, folder, recipe, show=at_once == 1)
+
+    for first in range(0, len(students), at_once):
+        group = students[first:first + at_once]
+        side_by_side([lambda s=s: job(*s) for s in group], ctx.device, slots=at_once)
+    return predictions
 
 
 def student_architecture(cfg: Config, data: Dataset) -> tuple[str, int]:
@@ -387,22 +411,20 @@ def run_seed(ctx: Context, seed: int) -> dict:
     sweep = sorted({k for k in cfg.sweep.teachers if k <= cfg.teachers.count} | {cfg.teachers.count})
     # Students for every K of Figure 2, or only for all K teachers (the ensemble is swept regardless).
     student_sweep = sweep if cfg.sweep.students else [cfg.teachers.count]
-    student_pred: dict[str, torch.Tensor] = {}
+    # (name, seed index, inputs, targets, examples, recipe): every student is independent of the others.
+    students = []
     for i, k in enumerate(student_sweep):
         ensemble_t, random_t = distillation_targets(ctx, teachers, pool_labels, pool_logits, k, seed)
-        student_pred[f"ensemble_distill_k{k}"] = train_student(ctx, f"ensemble_distill_k{k}", seed, 2 * i,
-                                                               data.x_pool, ensemble_t, n_pool, folder / "students")
-        if k == 1:  # one teacher: both students see the same labels
-            student_pred["random_distill_k1"] = student_pred["ensemble_distill_k1"]
-        else:
-            student_pred[f"random_distill_k{k}"] = train_student(ctx, f"random_distill_k{k}", seed, 2 * i + 1,
-                                                                 data.x_pool, random_t, n_pool, folder / "students")
-    clean_train = train_student(ctx, "clean_train", seed, 98, data.x_train, fixed_targets(data.y_train.long()),
-                                len(data.y_train), folder / "students", recipe="teachers")
-    clean_pool = None
+        students.append((f"ensemble_distill_k{k}", 2 * i, data.x_pool, ensemble_t, n_pool, "students"))
+        if k > 1:  # one teacher: both students see the same labels (random_distill_k1 is ensemble_distill_k1)
+            students.append((f"random_distill_k{k}", 2 * i + 1, data.x_pool, random_t, n_pool, "students"))
+    students.append(("clean_train", 98, data.x_train, fixed_targets(data.y_train.long()), len(data.y_train), "teachers"))
     if data.y_pool is not None:
-        clean_pool = train_student(ctx, "clean_pool", seed, 99, data.x_pool, fixed_targets(data.y_pool.long()),
-                                   n_pool, folder / "students")
+        students.append(("clean_pool", 99, data.x_pool, fixed_targets(data.y_pool.long()), n_pool, "students"))
+    student_pred = train_students(ctx, seed, students, folder / "students")
+    if 1 in student_sweep:
+        student_pred["random_distill_k1"] = student_pred["ensemble_distill_k1"]
+    clean_train, clean_pool = student_pred.pop("clean_train"), student_pred.pop("clean_pool", None)
     times["students"] = time.perf_counter() - started
 
     # Numbers.

@@ -70,9 +70,10 @@ def two(tmp_path_factory, cache, single) -> Path:
 
 @pytest.fixture(scope="module")
 def side(tmp_path_factory, cache, single) -> Path:
-    """One process, two teachers at once on 2 CPU threads: each trains on one thread."""
+    """One process, two teachers (then two students) at once on 2 CPU threads: each on one thread."""
     out = tmp_path_factory.mktemp("side") / "run"
-    finished = subprocess.run(_command(out, cache) + ["teachers.per_device=2", "train.threads=2"], cwd=ROOT,
+    finished = subprocess.run(_command(out, cache) + ["teachers.per_device=2", "students.per_device=2",
+                                                           "train.threads=2"], cwd=ROOT,
                               env=_env(), timeout=300, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr[-3000:]
     return out
@@ -88,6 +89,9 @@ def test_teachers_trained_side_by_side_on_a_cpu_are_identical(single: Path, side
         other = torch.load(side / f"seed0/teachers/teacher{k}.pt", weights_only=True)
         assert all(torch.equal(one[name], other[name]) for name in one), f"teacher {k}"
     assert np.array_equal(np.load(single / "seed0/pool/pool_labels.npy"), np.load(side / "seed0/pool/pool_labels.npy"))
+    # Students side by side: the same arithmetic on one thread each, so the same numbers.
+    assert _results(single)["table"] == _results(side)["table"]
+    assert _results(single)["sweep"] == _results(side)["sweep"]
 
 
 def test_teachers_are_identical(single: Path, two: Path):
