@@ -61,6 +61,10 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
                  ["teachers.width=64", "teachers.count=3", "students.width=32", "sweep.teachers=[1,2,3]"]),
     "student-regularised": ("the student as a smoother learner: weight decay 0.05 and 3 passes",
                             ["students.weight_decay=0.05", "students.epochs=3"]),
+    "pool-10k": ("the paper recipe's teachers, students on the first 10,000 pool examples",
+                 ["students.pool_size=10000"]),
+    "pool-50k": ("the paper recipe's teachers, students on the first 50,000 pool examples",
+                 ["students.pool_size=50000"]),
     "learner-teachers": ("teachers stopped after 6 epochs: learners, not samplers (they no longer fit "
                          "the noise); what the sampler property costs", ["teachers.epochs=6"]),
 }

@@ -86,6 +86,7 @@ class StudentConfig(FitSpec):
     # (fraction of teachers per class) or mean_prob (mean of the teachers' softmax)
     ensemble: str = "vote"
     labels: str = "pool"  # pool: the pool labelled once (the paper) | online: on each augmented batch (the code)
+    pool_size: int = 0  # students learn from the first pool_size pool examples (0: the whole pool)
     per_device: int = 1  # students trained at once in one process (as teachers.per_device); with DDP: one at a time
 
 
@@ -272,6 +273,9 @@ def validate(cfg: Config) -> None:
     if cfg.teachers.bandwidth < 0:
         raise UserError(f"config key teachers.bandwidth: must be positive, or 0 for the median distance; "
                         f"got {cfg.teachers.bandwidth}")
+    if cfg.students.pool_size < 0 or cfg.students.pool_size > cfg.data.n_pool and cfg.data.name == "mnist1d":
+        raise UserError(f"config key students.pool_size: must be in [0, data.n_pool={cfg.data.n_pool}] "
+                        f"(0: the whole pool), got {cfg.students.pool_size}")
     if cfg.students.labels == "online" and cfg.students.ensemble in ("vote_shares", "mean_prob"):
         raise UserError(f"config key students.ensemble: {cfg.students.ensemble} (soft labels) needs "
                         f"students.labels=pool, not online")

@@ -407,7 +407,7 @@ def run_seed(ctx: Context, seed: int) -> dict:
 
     # Students: for every K of the sweep, an ensemble-distilled and a random-teacher student.
     started = time.perf_counter()
-    n_pool = len(data.x_pool)
+    n_pool = min(cfg.students.pool_size or len(data.x_pool), len(data.x_pool))  # students see x_pool[:n_pool]
     sweep = sorted({k for k in cfg.sweep.teachers if k <= cfg.teachers.count} | {cfg.teachers.count})
     # Students for every K of Figure 2, or only for all K teachers (the ensemble is swept regardless).
     student_sweep = sweep if cfg.sweep.students else [cfg.teachers.count]

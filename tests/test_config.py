@@ -340,3 +340,10 @@ def test_soft_ensemble_labels_need_the_labelled_pool(soft):
     assert load_config(None, [f"students.ensemble={soft}"]).students.ensemble == soft
     with pytest.raises(UserError, match="students.labels=pool"):
         load_config(None, [f"students.ensemble={soft}", "students.labels=online"])
+
+
+def test_students_pool_size_is_within_the_pool():
+    assert load_config(None, ["students.pool_size=5000"]).students.pool_size == 5000
+    for bad in ("-1", "200001"):
+        with pytest.raises(UserError, match="students.pool_size"):
+            load_config(None, [f"students.pool_size={bad}"])
