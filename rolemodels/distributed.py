@@ -188,6 +188,15 @@ def wrap_model(model: torch.nn.Module, world: World, device: torch.device) -> to
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
+def trainings_at_once(per_device: int, device: torch.device) -> int:
+    """How many trainings share a device: per_device, or for 0 (auto) 2 on a CPU with at least two
+    threads (small models keep two cores busier as two one-thread trainings than as one
+    two-thread training: 1.26x measured, docs/benchmarks.md) and 1 elsewhere."""
+    if per_device > 0:
+        return per_device
+    return 2 if device.type == "cpu" and torch.get_num_threads() >= 2 else 1
+
+
 def side_by_side(jobs: list[Callable[[], None]], device: torch.device, slots: int | None = None) -> None:
     """Run the jobs at once, each in its own thread (and CUDA stream on a GPU); raise the first error.
 

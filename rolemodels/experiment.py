@@ -31,7 +31,7 @@ from rolemodels.config import NOT_RESULTS, Config, to_dict, to_toml
 from rolemodels.data import Dataset, load_dataset
 from rolemodels.diagnostics import (pointwise_sampler_distance, sampler_distance, teacher_agreement,
                                     vote_share_histogram)
-from rolemodels.distributed import World, join_world, shard_range, side_by_side
+from rolemodels.distributed import World, join_world, shard_range, side_by_side, trainings_at_once
 from rolemodels.errors import RunError, UserError
 from rolemodels.metrics import accuracy, confusion, noise_replication
 from rolemodels.models import SAMPLERS, build_model, input_stats
@@ -138,7 +138,7 @@ def train_teachers(ctx: Context, seed: int, noisy: torch.Tensor, folder: Path
                 for subset in subsets], subsets
     paths = [folder / f"teacher{k}.pt" for k in range(cfg.count)]
     mine = ctx.world.teachers(cfg.count)
-    at_once = cfg.per_device
+    at_once = trainings_at_once(cfg.per_device, ctx.device)
     trained = {}
     for first in range(0, len(mine), at_once):
         jobs = []
@@ -322,7 +322,7 @@ def train_students(ctx: Context, seed: int, students: list[tuple], folder: Path)
     In one process students.per_device of them train at once (side by side, as teachers do);
     under torchrun all ranks train each student together with DDP, one student at a time.
     """
-    at_once = ctx.cfg.students.per_device if ctx.world.size == 1 else 1
+    at_once = trainings_at_once(ctx.cfg.students.per_device, ctx.device) if ctx.world.size == 1 else 1
     predictions: dict[str, torch.Tensor] = {}
 
     def job(name, index, x, targets, n, recipe):
