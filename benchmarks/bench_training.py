@@ -191,10 +191,17 @@ def whole_fits_examples_per_second(data: Data, epochs: int, fits: int, at_once: 
     models = [data.model() for _ in range(fits)]
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
+    def train(k: int) -> None:
+        fit(models[k], data.x, len(data.x), fixed_targets(data.y), spec, seed=k, device=torch.device("cpu"),
+            precision="fp32")
+
     start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=at_once) as pool:
-        list(pool.map(lambda k: fit(models[k], data.x, len(data.x), fixed_targets(data.y), spec, seed=k,
-                                    device=torch.device("cpu"), precision="fp32"), range(fits)))
+    if at_once == 1:  # in the main thread, as the pipeline runs a single training
+        for k in range(fits):
+            train(k)
+    else:
+        with ThreadPoolExecutor(max_workers=at_once) as pool:
+            list(pool.map(train, range(fits)))
     seconds = time.perf_counter() - start
     torch.set_num_threads(previous)
     return fits * (epochs + 1) * len(data.x) / seconds
@@ -258,6 +265,7 @@ def main() -> None:
         return f"{g(rate * per_example)} ({100 * rate * per_example / peak:.1f}% of {peak_name} peak)"
 
     auto_name = "bf16" if auto_dtype is torch.bfloat16 else "fp32"
+    infer_name = "bf16" if autocast_dtype(cpu, "auto", training=False) is torch.bfloat16 else "fp32"
     model = data.model()
     print(f"Teacher training throughput, {datetime.date.today().isoformat()}: {cpu_name()}, "
           f"{os.cpu_count()} cores, torch {torch.__version__} ({opts.threads} threads), "
@@ -288,7 +296,7 @@ def main() -> None:
           f"{achieved(one_at_a_time, flops_per_example)} | |")
     print(f"| 2 whole fits (fp32) at once, 1 thread each | {two_at_once:,.0f} | "
           f"{achieved(two_at_once, flops_per_example)} | at once / one by one = {two_at_once / one_at_a_time:.2f}× |")
-    print(f"| `predict_logits` {opts.pool:,} examples, auto ({auto_name}) | {label_auto:,.0f} | "
+    print(f"| `predict_logits` {opts.pool:,} examples, auto ({infer_name}) | {label_auto:,.0f} | "
           f"{achieved(label_auto, forward_per_example)} | |")
     print(f"| `predict_logits` {opts.pool:,} examples, fp32 | {label_fp32:,.0f} | "
           f"{achieved(label_fp32, forward_per_example)} | auto / fp32 = {label_auto / label_fp32:.2f}× |")
