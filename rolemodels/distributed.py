@@ -212,12 +212,12 @@ def side_by_side(jobs: list[Callable[[], None]], device: torch.device, slots: in
     if slots == 1:
         jobs[0]()
         return
-    errors: list[BaseException] = []
+    errors: dict[int, BaseException] = {}
     threads_before = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(max(1, threads_before // slots))
 
-    def run(job: Callable[[], None]) -> None:
+    def run(index: int, job: Callable[[], None]) -> None:
         try:
             if device.type == "cuda":
                 stream = torch.cuda.Stream(device)
@@ -227,13 +227,13 @@ def side_by_side(jobs: list[Callable[[], None]], device: torch.device, slots: in
             else:
                 job()
         except BaseException as err:  # re-raised in the caller's thread below
-            errors.append(err)
+            errors[index] = err
 
-    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     torch.set_num_threads(threads_before)
-    if errors:
-        raise errors[0]
+    if errors:  # the first job's error, whichever thread failed first: the same message every time
+        raise errors[min(errors)]
