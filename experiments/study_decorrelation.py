@@ -65,6 +65,8 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
                  ["students.pool_size=10000"]),
     "pool-50k": ("the paper recipe's teachers, students on the first 50,000 pool examples",
                  ["students.pool_size=50000"]),
+    "learner-teachers-12": ("teachers stopped after 12 of the usual 30 epochs: closer to learners, with less "
+                            "time to memorise the noisy points", ["teachers.epochs=12"]),
     "learner-teachers": ("teachers stopped after 6 epochs: learners, not samplers (they no longer fit "
                          "the noise); what the sampler property costs", ["teachers.epochs=6"]),
 }

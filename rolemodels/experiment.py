@@ -524,7 +524,7 @@ def open_run_folder(out: Path, cfg: Config, force: bool, world: World):
     if world.is_main:
         ensure_writable(out)
         with RunLock(out):
-            check_config(out, to_dict(cfg), force, ignore=NOT_RESULTS)
+            check_config(out, to_dict(cfg), force, ignore=NOT_RESULTS, defaults=to_dict(Config()))
             remove_temp_files(out)  # what a killed run was writing
             atomic_write_text(out / "config.toml", to_toml(cfg))
             manifest = Manifest(out)

@@ -526,15 +526,29 @@ def _remove_run_contents(run_dir: Path) -> None:
             raise RunError(message) from err
 
 
+def _fill_missing(old: dict, defaults: dict) -> dict:
+    """`old` with the keys it lacks taken from `defaults`, section by section."""
+    filled = dict(old)
+    for key, value in defaults.items():
+        if key not in filled:
+            filled[key] = value
+        elif isinstance(value, dict) and isinstance(filled[key], dict):
+            filled[key] = _fill_missing(filled[key], value)
+    return filled
+
+
 def check_config(run_dir: str | os.PathLike, resolved: dict, force: bool,
-                 ignore: set[str] = frozenset(), notice: Notice = print_notice) -> None:
+                 ignore: set[str] = frozenset(), notice: Notice = print_notice,
+                 defaults: dict | None = None) -> None:
     """Make sure the run folder belongs to this configuration; write config.json.
 
     resolved: nested dict, section -> key -> value (JSON-serializable; tuples and
     paths are compared as JSON would store them). If run_dir/config.json exists and
     differs outside `ignore` (dotted keys or sections), raise UserError listing the
     differences. force=True starts the run over whenever config.json exists: all
-    previous files except the lock are deleted.
+    previous files except the lock are deleted. `defaults` (same layout): a key that a run
+    folder's config.json lacks counts as its default value there, so a folder made before a
+    key was added still resumes when the key is left at its default.
     """
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_NAME
@@ -558,6 +572,8 @@ def check_config(run_dir: str | os.PathLike, resolved: dict, force: bool,
             raise UserError(f"run folder {run_dir} has an unreadable {CONFIG_NAME} "
                             f"({_reason(err)}); use --force to start it over, "
                             f"or another --out") from err
+        if defaults is not None:
+            old = _fill_missing(old, json.loads(json.dumps(defaults, default=str)))
         diffs = config_differences(old, new, ignore)
         if diffs:
             listed = ", ".join(diffs[:12])

@@ -411,6 +411,17 @@ def test_check_config_shows_added_and_removed_keys(tmp_path):
         check_config(tmp_path, new, force=False)
 
 
+def test_check_config_treats_a_key_added_later_at_its_default_as_unchanged(tmp_path):
+    """A folder made before a key existed resumes when the key keeps its default, not otherwise."""
+    check_config(tmp_path, CONFIG, force=False)
+    defaults = changed(students={"pool_size": 0})
+    check_config(tmp_path, changed(students={"pool_size": 0}), force=False, defaults=defaults)
+    with pytest.raises(UserError, match="students.pool_size 0 -> 5000"):
+        check_config(tmp_path, changed(students={"pool_size": 5000}), force=False, defaults=defaults)
+    with pytest.raises(UserError, match="students.pool_size"):  # without defaults: a difference, as before
+        check_config(tmp_path, changed(students={"pool_size": 0}), force=False)
+
+
 def test_check_config_ignores_keys_that_do_not_affect_results(tmp_path):
     check_config(tmp_path, CONFIG, force=False)
     (tmp_path / "teacher0.pt").write_bytes(b"finished")
