@@ -61,10 +61,10 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
                  ["teachers.width=64", "teachers.count=3", "students.width=32", "sweep.teachers=[1,2,3]"]),
     "student-regularised": ("the student as a smoother learner: weight decay 0.05 and 3 passes",
                             ["students.weight_decay=0.05", "students.epochs=3"]),
-    "pool-10k": ("the paper recipe's teachers, students on the first 10,000 pool examples",
-                 ["students.pool_size=10000"]),
-    "pool-50k": ("the paper recipe's teachers, students on the first 50,000 pool examples",
-                 ["students.pool_size=50000"]),
+    "pool-10k": ("the paper recipe's teachers, students on the first 10,000 pool examples for 20 passes "
+                 "(the steps of one pass over 200,000)", ["students.pool_size=10000", "students.epochs=20"]),
+    "pool-50k": ("the paper recipe's teachers, students on the first 50,000 pool examples for 4 passes",
+                 ["students.pool_size=50000", "students.epochs=4"]),
     "learner-teachers-12": ("teachers stopped after 12 of the usual 30 epochs: closer to learners, with less "
                             "time to memorise the noisy points", ["teachers.epochs=12"]),
     "learner-teachers": ("teachers stopped after 6 epochs: learners, not samplers (they no longer fit "

@@ -347,3 +347,11 @@ def test_students_pool_size_is_within_the_pool():
     for bad in ("-1", "200001"):
         with pytest.raises(UserError, match="students.pool_size"):
             load_config(None, [f"students.pool_size={bad}"])
+
+
+def test_best_preset_is_the_default_with_shorter_teacher_training():
+    """configs/mnist1d-best.toml is the study's best recipe: the default run, teachers stopped at 12 epochs."""
+    best, default = to_dict(load_config(CONFIGS / "mnist1d-best.toml")), to_dict(load_config(None))
+    differing = {f"{section}.{key}" for section, values in best.items() if isinstance(values, dict)
+                 for key, value in values.items() if value != default[section][key]}
+    assert differing == {"teachers.epochs"} and best["teachers"]["epochs"] == 12
