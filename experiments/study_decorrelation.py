@@ -10,8 +10,8 @@ is read back from its folder. Prints one Markdown table (mean over seeds) and wr
 Columns: accuracy and noise replication of one teacher, the ensemble and both students; the
 fraction of the gap from the paper recipe's teacher to clean_train that the better student
 recovers; the compute of the
-recipe in forward-pass equivalents relative to the default (training counts 3 forward passes
-per example: forward + backward, FLOPs counted with FlopCounterMode) and its wall time.
+recipe relative to the default (FLOPs of teachers, pool labelling and the two students, counted
+with FlopCounterMode; training counts forward and backward).
 """
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def recipe_compute(cfg, input_shape: tuple, num_classes: int) -> float:
     student_width = s.width or (t.width if student_model == t.model else 0)
     return (teacher_examples * flops_per_example(cfg, t.model, t.width, input_shape, num_classes, True)
             + t.count * cfg.data.n_pool * flops_per_example(cfg, t.model, t.width, input_shape, num_classes, False)
-            + 2 * s.epochs * cfg.data.n_pool
+            + 2 * s.epochs * (s.pool_size or cfg.data.n_pool)
             * flops_per_example(cfg, student_model, student_width, input_shape, num_classes, True))
 
 
@@ -106,6 +106,7 @@ def summarize_recipe(results: dict) -> dict:
     row["student_std"] = max(table["ensemble_distill"]["std"], table["random_distill"]["std"])
     row["agreement"] = results["sampler"]["teacher_agreement"]["mean"]
     row["seconds"] = results["seconds"]["total"]
+    row["seeds"] = len(results["seeds"])
     return row
 
 
@@ -135,6 +136,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="recipe names (default: all)")
     parser.add_argument("--out", default=str(ROOT / "runs" / "study"))
+    parser.add_argument("--table-only", action="store_true",
+                        help="only read the finished recipes' results.json and print the table")
     parser.add_argument("extra", nargs="*", help="key=value overrides for every recipe (e.g. data.n_pool=50000)")
     args = parser.parse_args()
     names = args.only or list(RECIPES)
@@ -152,9 +155,14 @@ def main() -> None:
         why, overrides = RECIPES[name]
         cfg = load_config(ROOT / "configs" / "mnist1d.toml", COMMON + overrides + args.extra + [f"seeds={args.seeds}"])
         started = time.perf_counter()
-        if teacher_key(cfg) in finished:
-            share_teachers(finished[teacher_key(cfg)], out / name)
-        results = run_experiment(cfg, out / name, quiet=True)
+        if args.table_only:
+            if not (out / name / "results.json").exists():
+                continue
+            results = json.loads((out / name / "results.json").read_text())
+        else:
+            if teacher_key(cfg) in finished:
+                share_teachers(finished[teacher_key(cfg)], out / name)
+            results = run_experiment(cfg, out / name, quiet=True)
         finished.setdefault(teacher_key(cfg), out / name)
         shape, classes = tuple(results["dataset"].get("input_shape", [40])), results["dataset"]["num_classes"]
         if base_compute is None:
@@ -176,14 +184,17 @@ def main() -> None:
 def markdown(rows: dict) -> str:
     pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
     lines = ["| recipe | teacher | fit | ensemble | ens. distill | random distill | replication T / E / ED / RD "
-             "| gap recovered | agreement | compute | seconds |", "|" + "---|" * 11]
+             "| gap recovered | agreement | compute |", "|" + "---|" * 10]
+    def spread(r: dict) -> str:  # the larger of the two students' std over seeds
+        return " (1 seed)" if r["seeds"] == 1 else f" ± {pct(r['student_std'])}"
+
     for name, r in rows.items():
         lines.append(
             f"| {name} | {pct(r['teacher'])} | {pct(r['teacher_train_fit'])} | {pct(r['ensemble'])} "
-            f"| {pct(r['ensemble_distill'])} | {pct(r['random_distill'])} ± {pct(r['student_std'])} "
+            f"| {pct(r['ensemble_distill'])} | {pct(r['random_distill'])}{spread(r)} "
             f"| {pct(r['teacher_rep'])} / {pct(r['ensemble_rep'])} / {pct(r['ensemble_distill_rep'])} / "
             f"{pct(r['random_distill_rep'])} | {100 * r['gap_recovered']:.0f}% | {r['agreement']:.3f} "
-            f"| {r['compute']:.2f}× | {r['seconds']:.0f} |")
+            f"| {r['compute']:.2f}× |")
     return "\n".join(lines)
 
 
