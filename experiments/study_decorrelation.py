@@ -72,7 +72,7 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def flops_per_example(cfg, model: str, width: int, input_shape: tuple, num_classes: int, train: bool) -> float:
+def flops_per_example(model: str, width: int, input_shape: tuple, num_classes: int, train: bool) -> float:
     """FLOPs of one example through `model` (forward, or forward + backward when train)."""
     net = build_model(model, input_shape, num_classes, width, torch.zeros(1), torch.ones(1))
     x = torch.randn(8, *input_shape)
@@ -91,10 +91,10 @@ def recipe_compute(cfg, input_shape: tuple, num_classes: int) -> float:
     teacher_examples = sum(len(sub) for sub in subsets) * t.epochs
     student_model = s.model or t.model
     student_width = s.width or (t.width if student_model == t.model else 0)
-    return (teacher_examples * flops_per_example(cfg, t.model, t.width, input_shape, num_classes, True)
-            + t.count * cfg.data.n_pool * flops_per_example(cfg, t.model, t.width, input_shape, num_classes, False)
+    return (teacher_examples * flops_per_example(t.model, t.width, input_shape, num_classes, True)
+            + t.count * cfg.data.n_pool * flops_per_example(t.model, t.width, input_shape, num_classes, False)
             + 2 * s.epochs * (s.pool_size or cfg.data.n_pool)
-            * flops_per_example(cfg, student_model, student_width, input_shape, num_classes, True))
+            * flops_per_example(student_model, student_width, input_shape, num_classes, True))
 
 
 def summarize_recipe(results: dict) -> dict:

@@ -306,13 +306,24 @@ def train_student(ctx: Context, name: str, seed: int, index: int, x: torch.Tenso
     else:
         spec = FitSpec.from_config(section)
         label = f"seed {seed}: student {name}"
-        ctx.progress.start(label, spec.epochs) if show else ctx.progress.note(f"{label}: training")
+        if show:
+            ctx.progress.start(label, spec.epochs)
+        else:  # several students train at once: a line each, no progress bar
+            ctx.progress.note(f"{label}: training")
+
+        def log(record: dict) -> None:
+            if show:
+                ctx.progress.step(record)
+            ctx.log({"seed": seed, "model": name, **record})
+
         fit(model, x, n, targets, spec, _seed(seed, "student", index), ctx.device, ctx.cfg.train.precision,
-            compile_model=ctx.cfg.train.compile, world=ctx.world,
-            log=lambda r: (show and ctx.progress.step(r), ctx.log({"seed": seed, "model": name, **r})))
+            compile_model=ctx.cfg.train.compile, world=ctx.world, log=log)
         if ctx.world.is_main:  # every rank holds the same weights
             ctx.save_torch(path, model.state_dict())
-        ctx.progress.done() if show else ctx.progress.note(f"{label}: done")
+        if show:
+            ctx.progress.done()
+        else:
+            ctx.progress.note(f"{label}: done")
     return ctx.predict(model, ctx.data.x_test).argmax(1)
 
 

@@ -20,7 +20,8 @@ from rolemodels.config import FitSpec
 from rolemodels.distributed import SINGLE, World, my_slice, shard_range, wrap_model
 from rolemodels.errors import UserError
 
-Targets = Callable[[torch.Tensor, int], torch.Tensor]  # (batch indices int64[B], epoch) -> int64[B]
+# (batch indices int64[B], epoch) -> class labels int64[B], or class probabilities float[B, C] (soft labels)
+Targets = Callable[[torch.Tensor, int], torch.Tensor]
 
 
 @lru_cache(maxsize=None)

@@ -11,12 +11,7 @@ from rolemodels.train import FitSpec, fit, fixed_targets, predict_logits
 SHAPES = {"cnn1d": (40,), "cnn2d": (28, 28, 1), "cnn2d_wide": (28, 28, 1), "resnet18": (32, 32, 3), "mlp": (7, 3)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_every_registered_model_has_a_shape_here():

@@ -15,13 +15,7 @@ CPU = torch.device("cpu")
 N, D, C = 96, 5, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; on a shared CPU, more threads mostly wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def separable_problem(seed: int = 0, n: int = N) -> tuple[torch.Tensor, torch.Tensor]:
