@@ -4,12 +4,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rolemodels import __version__
 from rolemodels.errors import RunError, UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rolemodels", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"rolemodels {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     # Each command lives in its own module and registers itself here.

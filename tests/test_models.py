@@ -53,3 +53,10 @@ def test_wide_cnn_memorises_random_labels():
         precision="fp32")
     fitted = (predict_logits(model, x, torch.device("cpu"), "fp32").argmax(1) == y).float().mean()
     assert fitted == 1.0
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_every_model_builds_on_its_usual_shape(name):
+    """`rolemodels models` lists each model at its registered usual shape: it must build there."""
+    model = build_model(name, MODELS[name].usual_shape, 10)
+    assert count_parameters(model) > 0

@@ -96,11 +96,18 @@ def test_unknown_mode_is_a_user_error():
 # ----------------------------------------------------------------------------- label_pool
 
 
-W = torch.tensor([[1.0, -2.0, 0.5], [0.3, 1.0, -1.0], [-0.7, 0.2, 2.0], [1.5, -0.4, 0.1]])  # 4 features -> 3 classes
+# 4 features -> 3 classes. Weights and inputs are multiples of 1/8 and 1/16 with few bits, so every
+# product and sum is exact in float32: a chunk's logits equal the whole pool's in any summation
+# order, on any processor's kernels, and the comparisons below are exact by construction.
+W = torch.tensor([[1.0, -2.0, 0.5], [0.375, 1.0, -1.0], [-0.75, 0.25, 2.0], [1.5, -0.5, 0.125]])
+
+
+def dyadic(x: torch.Tensor) -> torch.Tensor:
+    return (x * 16).round() / 16
 
 
 def linear_predict(xb: torch.Tensor) -> torch.Tensor:
-    return xb.float() @ W
+    return dyadic(xb.float()) @ W
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 7, 23, 1000])
@@ -132,7 +139,7 @@ def test_label_pool_reads_numpy_and_memmap(tmp_path):
     np.save(path, x)
     mapped = np.load(path, mmap_mode="r")
     labels, logits = label_pool(linear_predict, mapped, chunk=5)
-    expected = torch.from_numpy(x) @ W
+    expected = linear_predict(torch.from_numpy(x))
     np.testing.assert_array_equal(labels, expected.argmax(1).numpy())
     np.testing.assert_array_equal(logits, expected.numpy().astype(np.float16))
 
