@@ -107,7 +107,7 @@ def main() -> None:
             started = time.perf_counter()
             chosen = torch.randperm(len(x_pool), generator=torch.Generator().manual_seed(0))[:args.train]
             sample = Subset(x_pool, chosen)
-            fit(model, sample, len(sample), fixed_targets(torch.from_numpy(labels).long()[chosen]),
+            fit(model, sample, fixed_targets(torch.from_numpy(labels).long()[chosen]),
                 FitSpec(epochs=1, batch_size=512), seed=0, device=device)
             train_s = time.perf_counter() - started
     size_gb = args.n * 3072 / 2**30

@@ -106,7 +106,7 @@ def run_ours(data: Data, epochs: int, batch_size: int, precision: str) -> tuple[
     seconds: list[float] = []
     spec = FitSpec(epochs=epochs + 1, batch_size=batch_size, optimizer="adamw", lr=LR, weight_decay=0.0,
                    schedule="onecycle")
-    fit(model, data.x, len(data.x), fixed_targets(data.y), spec, seed=0, device=torch.device("cpu"),
+    fit(model, data.x, fixed_targets(data.y), spec, seed=0, device=torch.device("cpu"),
         precision=precision, log=lambda record: seconds.append(record["seconds"]))
     return timed_examples_per_second(seconds, len(data.x)), model
 
@@ -192,7 +192,7 @@ def whole_fits_examples_per_second(data: Data, epochs: int, fits: int, at_once: 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     def train(k: int) -> None:
-        fit(models[k], data.x, len(data.x), fixed_targets(data.y), spec, seed=k, device=torch.device("cpu"),
+        fit(models[k], data.x, fixed_targets(data.y), spec, seed=k, device=torch.device("cpu"),
             precision="fp32")
 
     start = time.perf_counter()

@@ -203,15 +203,18 @@ def _set(cfg: Config, key: str, value: Any) -> None:
         target = current
 
 
-def _flatten(table: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    items = []
-    for key, value in table.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            items.extend(_flatten(value, dotted + "."))
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}. Values that are not dicts (lists included) are leaves."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for name, value in tree.items():
+        key = f"{prefix}.{name}" if prefix else str(name)
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, key))
         else:
-            items.append((dotted, value))
-    return items
+            flat[key] = value
+    return flat
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
@@ -227,7 +230,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
             raise UserError(f"config file {path} cannot be read: {err}") from None
         except tomllib.TOMLDecodeError as err:
             raise UserError(f"config file {path} is not valid TOML: {err}") from None
-        for key, value in _flatten(table):
+        for key, value in flatten(table).items():
             _set(cfg, key, value)
     for item in overrides:
         if "=" not in item:
@@ -240,7 +243,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
 
 def validate(cfg: Config) -> None:
     """Reject values that cannot make a run, saying what is allowed."""
-    flat = dict(_flatten(to_dict(cfg)))
+    flat = flatten(to_dict(cfg))
     for key, allowed in CHOICES.items():
         if flat[key] not in allowed:
             raise UserError(f"config key {key}: {flat[key]!r} is not one of {', '.join(allowed)}")
@@ -299,13 +302,52 @@ def _toml_value(value: Any) -> str:
     return str(value)
 
 
-def to_toml(cfg: Config) -> str:
-    """The resolved configuration as a TOML preset that `load_config` reads back unchanged."""
+def to_toml(cfg: Config | dict[str, Any]) -> str:
+    """A configuration (or any nested dict of TOML values) as TOML that `load_config` (tomllib)
+    reads back unchanged: top-level keys first, then one table per section."""
+    tree = to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg
     top, sections = [], []
-    for key, value in to_dict(cfg).items():
+
+    def table(name: str, body: dict[str, Any]) -> None:
+        sections.append(f"[{name}]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in body.items()
+                                                 if not isinstance(v, dict)))
+        for k, v in body.items():
+            if isinstance(v, dict):
+                table(f"{name}.{k}", v)
+
+    for key, value in tree.items():
         if isinstance(value, dict):
-            body = "\n".join(f"{k} = {_toml_value(v)}" for k, v in value.items())
-            sections.append(f"[{key}]\n{body}\n")
+            table(key, value)
         else:
             top.append(f"{key} = {_toml_value(value)}")
     return "\n".join(top) + "\n\n" + "\n".join(sections)
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing a run folder's configuration with this one
+
+
+def config_differences(old: dict, new: dict, ignore: set[str] = frozenset()) -> list[str]:
+    """["teachers.epochs 30 -> 40", ...]: the dotted keys whose values differ.
+
+    A key in `ignore` (or below a section in `ignore`) does not count.
+    """
+    old_flat, new_flat = flatten(old), flatten(new)
+    show = lambda flat, key: json.dumps(flat[key]) if key in flat else "(unset)"
+    ignored = lambda key: any(key == i or key.startswith(i + ".") for i in ignore)
+    keys = list(old_flat) + [key for key in new_flat if key not in old_flat]
+    return [f"{key} {show(old_flat, key)} -> {show(new_flat, key)}" for key in keys
+            if not ignored(key) and (key not in old_flat or key not in new_flat
+                                     or old_flat[key] != new_flat[key])]
+
+
+def fill_missing(old: dict, defaults: dict) -> dict:
+    """`old` with the keys it lacks taken from `defaults`, section by section (a run folder made
+    before a key existed counts as having the key's default)."""
+    filled = dict(old)
+    for key, value in defaults.items():
+        if key not in filled:
+            filled[key] = value
+        elif isinstance(value, dict) and isinstance(filled[key], dict):
+            filled[key] = fill_missing(filled[key], value)
+    return filled

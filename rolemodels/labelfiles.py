@@ -13,14 +13,13 @@ the same folder and renamed into place, so an error never leaves a partial file 
 """
 from __future__ import annotations
 
-import os
-import secrets
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from rolemodels.errors import UserError
+from rolemodels.runtime.files import atomic_write
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -329,7 +328,7 @@ def write_format(path: str | Path, fmt: str | None = None) -> str:
 
 
 def write_labels(path: str | Path, labels: np.ndarray, fmt: str | None = None) -> Path:
-    """Write labels int [N] to `path` atomically (temporary file in the same folder, then rename).
+    """Write labels int [N] to `path` atomically (runtime.files.atomic_write).
 
     The format comes from `fmt` or the extension (.npy or none: npy; .txt/.csv: one label per
     line; .int64/.bin: raw little-endian int64). Returns the path written.
@@ -342,21 +341,15 @@ def write_labels(path: str | Path, labels: np.ndarray, fmt: str | None = None) -
         raise UserError(f"output {path}: folder {folder} does not exist")
     if path.is_dir():
         raise UserError(f"output {path}: is a folder; expected a file name")
-    tmp = folder / f".{path.name}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            little = labels.astype("<i8")
-            if fmt == "npy":
-                np.save(f, little, allow_pickle=False)
-            elif fmt == "raw":
-                f.write(little.tobytes())
-            else:
-                f.write(("\n".join(map(str, labels.tolist())) + "\n").encode("ascii"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    little = labels.astype("<i8")
+
+    def write(f) -> None:
+        if fmt == "npy":
+            np.save(f, little, allow_pickle=False)
+        elif fmt == "raw":
+            f.write(little.tobytes())
+        else:
+            f.write(("\n".join(map(str, labels.tolist())) + "\n").encode("ascii"))
+
+    atomic_write(path, write)  # a failure (read-only folder, disk full) is one RunError line naming the file
     return path

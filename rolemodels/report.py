@@ -10,7 +10,9 @@ import torch
 from rolemodels.config import Config, to_dict
 from rolemodels.data import Dataset
 from rolemodels.metrics import summarize
-from rolemodels.store import atomic_write_bytes, atomic_write_text
+from rolemodels.runtime.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from rolemodels.runtime.provenance import provenance
+from rolemodels.seeds import RULE as SEED_RULE
 
 # The paper's CIFAR-10 numbers (ResNet-18, 20% fixed noise, 10 teachers), test accuracy in %.
 PAPER_CIFAR10 = {"teacher": "81.3", "ensemble": "87.8", "ensemble_distill": "≈ 90", "random_distill": "≈ 90"}
@@ -70,14 +72,14 @@ def summarize_run(cfg: Config, data: Dataset, per_seed: list[dict], seconds: flo
         "seconds": {"total": seconds,
                     **{stage: sum(s["seconds"][stage] for s in per_seed) for stage in ("teachers", "labelling", "students")}},
         "seeds": [s["seed"] for s in per_seed],
-        "seed_rule": "experiment seed s: noise s, teacher k 1000s+k, teacher subsets 1000s+900, random-teacher "
-                     "draws for K teachers 1000s+500+K, students 1000s+700+i; data: data.seed",
+        "seed_rule": SEED_RULE,
         "dataset": {"name": data.name, "n_train": len(data.y_train), "n_test": len(data.y_test),
                     "n_pool": len(data.x_pool), "num_classes": data.num_classes,
                     "input_shape": list(data.input_shape)},
         "config": to_dict(cfg),
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
                         "machine": platform.machine(), "threads": torch.get_num_threads()},
+        "provenance": provenance(),  # version, git commit and source hash: the code that made these numbers
         "paper_cifar10": PAPER_CIFAR10,
     }
 
@@ -116,6 +118,8 @@ def sweep_markdown(results: dict) -> str:
 
 
 def write_report(out: Path, cfg: Config, data: Dataset, results: dict, per_seed: list[dict]) -> None:
+    """results.json, report.md and figures/ in the run folder."""
+    atomic_write_json(out / "results.json", results)
     seconds = results["seconds"]
     text = f"""# rolemodels run: {cfg.name}
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from rolemodels.errors import UserError
+from rolemodels.train import LabelsFromInputs
 
 
 def teacher_subsets(n: int, num_teachers: int, mode: str, overlap: float, seed: int) -> list[torch.Tensor]:
@@ -96,7 +97,7 @@ def fit_sampler(name: str, x: torch.Tensor, y: torch.Tensor, num_classes: int, n
     return SamplerTeacher(sampler.fit(torch.as_tensor(x).float(), y, num_classes))
 
 
-class OnlineTeacherLabels:
+class OnlineTeacherLabels(LabelsFromInputs):
     """The authors' code's labels: the teachers label each (augmented) batch as the student sees it.
 
     mode: "vote" (plurality, ties to summed probabilities), "sum_logits" (argmax of the summed
@@ -107,8 +108,6 @@ class OnlineTeacherLabels:
     batch, or `total` per-example draws of which the slice takes its own), so every rank draws
     what one process would.
     """
-
-    needs_inputs = True
 
     def __init__(self, teachers: list[nn.Module], mode: str, seed: int, num_classes: int):
         self.teachers, self.mode, self.num_classes = teachers, mode, num_classes

@@ -1,8 +1,11 @@
 """One training loop for teachers and students: batches by index, bf16 autocast, resumable.
 
-The loop never sees where labels come from: it asks `targets(idx, epoch)` for the labels of
-each batch, so a fixed label vector, a random teacher per example, per batch or per epoch all
-go through the same code.
+The loop never sees where labels come from. It asks its targets for the labels of each batch:
+    Targets                (idx, epoch) -> labels: a fixed label vector, a random teacher per
+                           example, per batch or per epoch
+    LabelsFromInputs       (idx, epoch, inputs, part) -> labels, computed from the batch's inputs
+                           after augmentation (the authors' code's online teacher labels)
+so every way of labelling a student goes through the same loop.
 """
 from __future__ import annotations
 
@@ -17,11 +20,26 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rolemodels.config import FitSpec
-from rolemodels.distributed import SINGLE, World, my_slice, shard_range, wrap_model
+from rolemodels.runtime.world import SINGLE, World, my_slice, shard_range, wrap_model
 from rolemodels.errors import UserError
 
 # (batch indices int64[B], epoch) -> class labels int64[B], or class probabilities float[B, C] (soft labels)
 Targets = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+class LabelsFromInputs:
+    """Targets computed from each batch's inputs as the model sees them (after augmentation).
+
+    `fit` calls such targets as targets(idx, epoch, inputs, part): idx int64 [B] the batch's
+    indices, inputs the batch on the device, part = (offset, total) this rank's slice of a global
+    batch of `total` examples under DistributedDataParallel ((0, B) in one process), so that random
+    draws can be made for the global batch. Returns labels int64 [B] on the inputs' device.
+    Subclass it; plain `Targets` are called as targets(idx, epoch).
+    """
+
+    def __call__(self, idx: torch.Tensor, epoch: int, inputs: torch.Tensor,
+                 part: tuple[int, int]) -> torch.Tensor:
+        raise NotImplementedError
 
 
 @lru_cache(maxsize=None)
@@ -124,11 +142,12 @@ def batches(x, order: torch.Tensor, batch_size: int, device: torch.device, world
             yield idx, host.to(device, non_blocking=True)
 
 
-def fit(model: nn.Module, x: torch.Tensor, n: int, targets: Targets, spec: FitSpec, seed: int,
-        device: torch.device, precision: str = "auto", checkpoint: Path | None = None,
+def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, spec: FitSpec, *, seed: int,
+        device: torch.device, n: int | None = None, precision: str = "auto", checkpoint: Path | None = None,
         checkpoint_every: int = 5, save: Callable[[Path, dict], None] | None = None,
         log: Callable[[dict], None] | None = None, compile_model: bool = False, world: World = SINGLE) -> nn.Module:
-    """Train `model` on x[:n] (inputs [N, ...], any dtype the model's Standardize accepts).
+    """Train `model` on x[:n] (inputs [N, ...], any dtype the model's Standardize accepts; n
+    defaults to all of x) with the labels `targets` gives for each batch; returns the model.
 
     The shuffle order comes from a generator seeded with `seed`, so two runs with the same seed
     see the same batches. With `checkpoint`, the model, optimizer, scheduler and generator are
@@ -141,6 +160,7 @@ def fit(model: nn.Module, x: torch.Tensor, n: int, targets: Targets, spec: FitSp
     averages are those of the whole global batch. Batches, steps and learning-rate schedule are
     those of one process; only the order of floating-point sums differs.
     """
+    n = len(x) if n is None else n
     if n < 1:
         raise UserError("cannot train on an empty set")
     model.to(device)
@@ -179,7 +199,7 @@ def fit(model: nn.Module, x: torch.Tensor, n: int, targets: Targets, spec: FitSp
             if spec.augment == "crop_flip":
                 xb = random_crop_flip(xb, augment_gen, part=part)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                if getattr(targets, "needs_inputs", False):  # labels computed from the augmented batch
+                if isinstance(targets, LabelsFromInputs):  # labels computed from the augmented batch
                     yb = targets(idx, epoch, xb, part)
                 else:
                     yb = targets(idx, epoch).to(device, non_blocking=True)

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from rolemodels.augment import random_crop_flip
-from rolemodels.distributed import SINGLE, World, my_slice, shard_range, side_by_side, world_from_env
+from rolemodels.runtime.threads import side_by_side
+from rolemodels.runtime.world import SINGLE, World, my_slice, shard_range, world_from_env
 
 ROOT = Path(__file__).resolve().parents[1]
 # The tiny preset, smaller: 3 teachers (rank 0 trains two, rank 1 one), a pool of 4 eval batches.
@@ -207,7 +208,7 @@ def test_a_rank_with_bad_input_ends_all_ranks_with_its_message(tmp_path, cache, 
 
 STALLED_RANK = """
 import sys, time, torch
-from rolemodels.distributed import join_world
+from rolemodels.runtime.world import join_world
 from rolemodels.errors import RunError
 
 world, _ = join_world(torch.device("cpu"), timeout_s=3)
@@ -293,7 +294,8 @@ def test_jobs_side_by_side_train_as_they_do_one_after_another():
         return [build_model("mlp", (40,), 10, 8, torch.zeros(1), torch.ones(1)) for _ in range(2)]
 
     def jobs(pair):
-        return [lambda m=m, seed=seed: fit(m, x, 64, fixed_targets(y), spec, seed, torch.device("cpu"), "fp32")
+        return [lambda m=m, seed=seed: fit(m, x, fixed_targets(y), spec, seed=seed, device=torch.device("cpu"),
+                                                       precision="fp32")
                 for seed, m in enumerate(pair)]
 
     # side_by_side gives each of 2 jobs half of 2 threads: one each. Apart, the jobs run on one thread

@@ -49,7 +49,7 @@ def test_wide_cnn_memorises_random_labels():
     y = torch.randint(0, 10, (256,), generator=gen)
     torch.manual_seed(0)
     model = build_model("cnn2d_wide", (28, 28, 1), 10, width=8, mean=torch.tensor([127.5]), std=torch.tensor([74.0]))
-    fit(model, x, 256, fixed_targets(y), FitSpec(epochs=40, batch_size=32, lr=3e-3), seed=0, device=torch.device("cpu"),
+    fit(model, x, fixed_targets(y), FitSpec(epochs=40, batch_size=32, lr=3e-3), seed=0, device=torch.device("cpu"),
         precision="fp32")
     fitted = (predict_logits(model, x, torch.device("cpu"), "fp32").argmax(1) == y).float().mean()
     assert fitted == 1.0

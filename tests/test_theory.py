@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from rolemodels import cli_theory, diagnostics, theory
+from rolemodels import diagnostics, theory, theory_report
+from rolemodels.cli import theory as cli_theory
 from rolemodels.errors import UserError
 
 
@@ -133,7 +134,7 @@ def test_quick_run_writes_the_results_and_figures(quick_run):
     distill = results["distillation"]
     for key in ("ensemble_distill", "random_distill", "ensemble_distill_std", "random_distill_std"):
         assert len(distill[key]) == len(distill["pool"])
-    for name in cli_theory.FIGURES.values():
+    for name in theory_report.FIGURES.values():
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
 

@@ -45,7 +45,7 @@ def train(seed: int = 0, epochs: int = 6, precision: str = "fp32", **kwargs) -> 
     spec = FitSpec(epochs=epochs, batch_size=16, lr=1e-2, **{k: kwargs.pop(k) for k in list(kwargs)
                                                               if k in FitSpec.__dataclass_fields__})
     model = kwargs.pop("model", None) or new_model(seed)
-    return fit(model, x, N, fixed_targets(y), spec, seed=seed, device=CPU, precision=precision, **kwargs)
+    return fit(model, x, fixed_targets(y), spec, n=N, seed=seed, device=CPU, precision=precision, **kwargs)
 
 
 def train_accuracy(model: torch.nn.Module) -> float:
@@ -76,7 +76,7 @@ def test_log_reports_every_epoch_with_decreasing_loss():
 def test_fit_on_empty_set_is_a_user_error():
     x, y = separable_problem()
     with pytest.raises(UserError, match="empty"):
-        fit(new_model(0), x, 0, fixed_targets(y), FitSpec(epochs=1, batch_size=8), seed=0, device=CPU)
+        fit(new_model(0), x, fixed_targets(y), FitSpec(epochs=1, batch_size=8), n=0, seed=0, device=CPU)
 
 
 def test_fit_asks_targets_for_a_permutation_of_the_first_n_each_epoch():
@@ -88,7 +88,7 @@ def test_fit_asks_targets_for_a_permutation_of_the_first_n_each_epoch():
         seen.setdefault(epoch, []).extend(idx.tolist())
         return y[idx]
 
-    fit(new_model(0), x, n, targets, FitSpec(epochs=3, batch_size=16), seed=0, device=CPU, precision="fp32")
+    fit(new_model(0), x, targets, FitSpec(epochs=3, batch_size=16), n=n, seed=0, device=CPU, precision="fp32")
     assert sorted(seen) == [0, 1, 2]
     for epoch, order in seen.items():
         assert sorted(order) == list(range(n))
@@ -118,8 +118,8 @@ def test_different_seed_gives_different_weights():
 def test_shuffle_seed_alone_changes_the_result():
     x, y = separable_problem()
     spec = FitSpec(epochs=2, batch_size=16, lr=1e-2)
-    a = fit(new_model(0), x, N, fixed_targets(y), spec, seed=0, device=CPU, precision="fp32")
-    b = fit(new_model(0), x, N, fixed_targets(y), spec, seed=1, device=CPU, precision="fp32")
+    a = fit(new_model(0), x, fixed_targets(y), spec, n=N, seed=0, device=CPU, precision="fp32")
+    b = fit(new_model(0), x, fixed_targets(y), spec, n=N, seed=1, device=CPU, precision="fp32")
     assert not same_weights(a, b)
 
 
@@ -164,7 +164,7 @@ def test_resume_differs_from_restarting_without_the_checkpoint(tmp_path):
     reference = train(seed=5, epochs=6)
     partial = new_model(5)
     x, y = separable_problem()
-    fit(partial, x, N, fixed_targets(y), FitSpec(epochs=4, batch_size=16, lr=1e-2), seed=5, device=CPU,
+    fit(partial, x, fixed_targets(y), FitSpec(epochs=4, batch_size=16, lr=1e-2), n=N, seed=5, device=CPU,
         precision="fp32")
     assert not same_weights(partial, reference)
 
@@ -286,9 +286,9 @@ def test_soft_targets_train_toward_the_given_distribution():
     soft = torch.full((len(y), C), 0.15)
     soft[torch.arange(len(y)), y] = 0.7
     spec = FitSpec(epochs=60, batch_size=32, lr=0.02)
-    model = fit(new_model(0), x, len(y), fixed_targets(soft), spec, seed=0, device=CPU)
+    model = fit(new_model(0), x, fixed_targets(soft), spec, n=len(y), seed=0, device=CPU)
     probs = torch.softmax(predict_logits(model, x, CPU, "fp32"), 1)
     assert (probs.argmax(1) == y).float().mean() > 0.95
     assert abs(probs.max(1).values.mean().item() - 0.7) < 0.1  # calibrated to the soft label, not to 1
-    hard = fit(new_model(0), x, len(y), fixed_targets(y), spec, seed=0, device=CPU)
+    hard = fit(new_model(0), x, fixed_targets(y), spec, n=len(y), seed=0, device=CPU)
     assert torch.softmax(predict_logits(hard, x, CPU, "fp32"), 1).max(1).values.mean() > 0.9

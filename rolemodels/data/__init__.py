@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from rolemodels.errors import UserError
+
 
 @dataclass
 class Dataset:
@@ -63,3 +65,20 @@ def _limit_test(data: Dataset, n_test: int) -> Dataset:
     if n_test < len(data.y_test):
         data.x_test, data.y_test = data.x_test[:n_test], data.y_test[:n_test]
     return data
+
+
+def check_dataset(data: Dataset) -> None:
+    """Refuse data the pipeline cannot use, naming what is wrong."""
+    for part in ("train", "test", "pool"):
+        x = getattr(data, f"x_{part}")
+        if len(x) == 0:
+            raise UserError(f"dataset {data.name}: the {part} set is empty")
+    for part in ("train", "test"):
+        x, y = getattr(data, f"x_{part}"), getattr(data, f"y_{part}")
+        if len(x) != len(y):
+            raise UserError(f"dataset {data.name}: {len(x):,} {part} inputs but {len(y):,} labels")
+        if y.min() < 0 or y.max() >= data.num_classes:
+            raise UserError(f"dataset {data.name}: {part} labels must be in [0, {data.num_classes}), "
+                            f"found {int(y.min())}..{int(y.max())}")
+    if data.x_train.is_floating_point() and not torch.isfinite(data.x_train).all():
+        raise UserError(f"dataset {data.name}: the training inputs contain NaN or inf")

@@ -185,7 +185,7 @@ def _warnings_to_stderr() -> Iterator[None]:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
-if __name__ == "__main__":  # for trying the command alone: python -m rolemodels.cli_noise noise ...
+if __name__ == "__main__":  # for trying the command alone: python -m rolemodels.cli.noise noise ...
     root = argparse.ArgumentParser(prog="rolemodels")
     register(root.add_subparsers(dest="command"))
     parsed = root.parse_args()

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 # Presets live in the checkout's configs/ folder (the package is installed editable from it).
-PRESETS = Path(__file__).resolve().parent.parent / "configs"
+PRESETS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def register(commands) -> None:

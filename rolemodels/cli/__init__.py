@@ -1,4 +1,4 @@
-"""Command line: `rolemodels run|noise|models|theory`. User errors print one line and exit 2."""
+"""Command line: `rolemodels run|noise|models|theory`, one module a command. User errors print one line and exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -15,12 +15,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     # Each command lives in its own module and registers itself here.
-    from rolemodels import cli_models, cli_noise, cli_run, cli_theory
+    from rolemodels.cli import models, noise, run, theory
 
-    cli_run.register(commands)
-    cli_noise.register(commands)
-    cli_models.register(commands)
-    cli_theory.register(commands)
+    for command in (run, noise, models, theory):
+        command.register(commands)
     return parser
 
 
@@ -40,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, RunError) as err:
         if debug:
             raise
-        from rolemodels.distributed import rank_label
+        from rolemodels.runtime.world import rank_label
 
         print(f"rolemodels: {rank_label()}error: {err}", file=sys.stderr)  # under torchrun: which rank failed
         return err.exit_code

@@ -1,24 +1,15 @@
-"""`rolemodels theory [--out DIR] [--quick] [--seed N]`: run the synthetic experiments of
-rolemodels.theory and write theory.json plus one figure per experiment into DIR.
-
-Every file is written to a temporary name in DIR and then renamed over the target, so an
-interrupted run never leaves a half-written result.
-"""
+"""theory.json and the figures of `rolemodels theory` (every file written atomically)."""
 from __future__ import annotations
 
-import argparse
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Callable
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rolemodels import theory
-from rolemodels.errors import UserError
+from rolemodels.runtime.files import atomic_write_bytes, atomic_write_text
 
 FIGURES = {
     "sampling_vs_learning": "theory_sampling_vs_learning.png",
@@ -27,58 +18,15 @@ FIGURES = {
 }
 
 
-# ------------------------------------------------------------------------ Command line
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the `theory` command to the rolemodels parser."""
-    parser = subparsers.add_parser(
-        "theory", help="synthetic experiments: samplers, ensembles of samplers, distillation",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="runs/theory", help="output folder (default: runs/theory)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: a few seconds, for tests")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--debug", dest="sub_debug", action="store_true", help="show tracebacks")
-    parser.set_defaults(func=run_command)
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Run the experiments, write the outputs, print where they are and the headline numbers."""
-    if args.seed < 0:
-        raise UserError(f"--seed: expected a nonnegative integer, got {args.seed}")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    results = theory.run_theory(theory.QUICK if args.quick else theory.FULL, seed=args.seed)
-    results["quick"] = bool(args.quick)
-    paths = write_outputs(results, out)
-    ensemble = results["ensemble"]
-    print(f"bayes accuracy (clean test labels): {results['bayes_accuracy']:.3f}")
-    print(f"ensemble of {ensemble['k'][-1]} samplers: measured {ensemble['measured'][-1]:.4f}, "
-          f"predicted {ensemble['predicted'][-1]:.4f}")
-    for path in paths:
-        print(f"wrote {path}")
-    return 0
-
-
-# ----------------------------------------------------------------------------- Files
-
-def write_atomic(path: Path, write: Callable[[str], None]) -> None:
-    """Call write(temporary_path) in path's folder, then rename it onto path."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+def png_bytes(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
 
 
 def write_json(results: dict, path: Path) -> None:
     """theory.json, written atomically."""
-    text = json.dumps(results, indent=1, allow_nan=False)
-    write_atomic(path, lambda name: Path(name).write_text(text + "\n"))
+    atomic_write_text(path, json.dumps(results, indent=1, allow_nan=False) + "\n")
 
 
 def write_outputs(results: dict, out: Path) -> list[Path]:
@@ -93,7 +41,7 @@ def write_outputs(results: dict, out: Path) -> list[Path]:
         draw[name](figure, results)
         figure.tight_layout()
         path = out / filename
-        write_atomic(path, lambda temporary: figure.savefig(temporary, format="png", dpi=110))
+        atomic_write_bytes(path, png_bytes(figure))
         paths.append(path)
     return paths
 

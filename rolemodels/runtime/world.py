@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -186,54 +185,3 @@ def wrap_model(model: torch.nn.Module, world: World, device: torch.device) -> to
     if device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-
-def trainings_at_once(per_device: int, device: torch.device) -> int:
-    """How many trainings share a device: per_device, or for 0 (auto) 2 on a CPU with at least two
-    threads (small models keep two cores busier as two one-thread trainings than as one
-    two-thread training: 1.26x measured, docs/benchmarks.md) and 1 elsewhere."""
-    if per_device > 0:
-        return per_device
-    return 2 if device.type == "cpu" and torch.get_num_threads() >= 2 else 1
-
-
-def side_by_side(jobs: list[Callable[[], None]], device: torch.device, slots: int | None = None) -> None:
-    """Run the jobs at once, each in its own thread (and CUDA stream on a GPU); raise the first error.
-
-    For several small teachers that each leave a GPU idle between kernels, or the cores of a CPU
-    idle between small operations: on a CPU each job gets an equal share of torch's threads, so
-    two jobs on two cores run every operation on one thread each instead of splitting each
-    small operation across both. Whatever a job draws at random must come from its own
-    generators: the threads share torch's global one. `slots` (default: len(jobs)) is how many
-    jobs share the CPU; a last, smaller group keeps the same share, so every job's arithmetic is
-    the same whichever group it falls in.
-    """
-    slots = slots or len(jobs)
-    if slots == 1:
-        jobs[0]()
-        return
-    errors: dict[int, BaseException] = {}
-    threads_before = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, threads_before // slots))
-
-    def run(index: int, job: Callable[[], None]) -> None:
-        try:
-            if device.type == "cuda":
-                stream = torch.cuda.Stream(device)
-                with torch.cuda.stream(stream):
-                    job()
-                stream.synchronize()
-            else:
-                job()
-        except BaseException as err:  # re-raised in the caller's thread below
-            errors[index] = err
-
-    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    torch.set_num_threads(threads_before)
-    if errors:  # the first job's error, whichever thread failed first: the same message every time
-        raise errors[min(errors)]
