@@ -107,7 +107,8 @@ def check_config(run_dir: str | os.PathLike, resolved: dict, force: bool,
     if recorded is not None and force:
         notice(f"rolemodels: --force: deleting the previous results in {run_dir}")
         _remove_run_contents(run_dir)
-    elif recorded is not None:
+        recorded = None
+    if recorded is not None:
         old = _parse_recorded(*recorded)
         if defaults is not None:
             old = fill_missing(old, json.loads(json.dumps(defaults, default=str)))
@@ -118,9 +119,10 @@ def check_config(run_dir: str | os.PathLike, resolved: dict, force: bool,
                 listed += f", and {len(diffs) - 12} more"
             raise UserError(f"run folder {run_dir} was made with a different configuration: "
                             f"{listed}; use --force to start it over, or another --out")
-        if old == new and recorded[0].name == CONFIG_NAME:
-            return
-    atomic_write_text(run_dir / CONFIG_NAME, to_toml(new))
+        if old != new or recorded[0].name != CONFIG_NAME:
+            atomic_write_text(run_dir / CONFIG_NAME, to_toml(new))
+    else:
+        atomic_write_text(run_dir / CONFIG_NAME, to_toml(new))
     (run_dir / LEGACY_CONFIG_NAME).unlink(missing_ok=True)  # one copy of the configuration
 
 
