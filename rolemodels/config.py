@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rolemodels.errors import UserError
 
@@ -241,26 +242,59 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     return cfg
 
 
+# Every number a configuration holds, and the values it may take (checked before anything is
+# computed; tests/test_reliability.py tries a bad value of every key).
+Range = tuple[Callable[[Any], bool], str]
+
+
+def at_least(low: int) -> Range:
+    return (lambda v: v >= low), f"at least {low}"
+
+
+POSITIVE: Range = ((lambda v: v > 0), "positive")
+
+
+def recipe_ranges(section: str) -> dict[str, Range]:
+    """The ranges of a training recipe (FitSpec) in section [teachers] or [students]."""
+    return {f"{section}.epochs": at_least(1), f"{section}.batch_size": at_least(1), f"{section}.lr": POSITIVE,
+            f"{section}.momentum": ((lambda v: 0 <= v < 1), "in [0, 1)"),
+            f"{section}.weight_decay": ((lambda v: v >= 0), "at least 0")}
+
+
+RANGES: dict[str, Range] = {
+    "seed": at_least(0), "seeds": at_least(1),
+    "data.n_train": at_least(1), "data.n_test": at_least(1), "data.n_pool": at_least(1), "data.seed": at_least(0),
+    "data.pool_per_class": ((lambda v: v >= 0), "at least 0 (0: all)"),
+    "noise.rate": ((lambda v: 0 <= v < 1), "in [0, 1)"),
+    "noise.shift": ((lambda v: v >= -1), "at least 0, or -1 for C // 2"),
+    **recipe_ranges("teachers"), **recipe_ranges("students"),
+    "teachers.count": at_least(1), "teachers.width": at_least(1), "teachers.neighbors": at_least(1),
+    "teachers.bandwidth": ((lambda v: v >= 0), "positive, or 0 for the median distance"),
+    "teachers.overlap": ((lambda v: 0 < v <= 1), "in (0, 1]"),
+    "teachers.per_device": ((lambda v: v >= 0), "at least 0 (0: auto)"),
+    "students.width": ((lambda v: v >= 0), "at least 1, or 0 for the teachers' width"),
+    "students.pool_size": ((lambda v: v >= 0), "at least 0 (0: the whole pool)"),
+    "students.per_device": ((lambda v: v >= 0), "at least 0 (0: auto)"),
+    "train.threads": ((lambda v: v >= 0), "at least 0 (0: torch's default)"),
+    "train.eval_batch_size": at_least(1), "train.checkpoint_every": at_least(1), "train.dist_timeout": at_least(1),
+}
+HINTS = {"teachers.count": " (K=0 teachers cannot label anything)"}
+
+
 def validate(cfg: Config) -> None:
     """Reject values that cannot make a run, saying what is allowed."""
     flat = flatten(to_dict(cfg))
     for key, allowed in CHOICES.items():
         if flat[key] not in allowed:
             raise UserError(f"config key {key}: {flat[key]!r} is not one of {', '.join(allowed)}")
-    positive = ["seeds", "data.n_train", "data.n_test", "data.n_pool", "teachers.count", "teachers.width",
-                "teachers.epochs", "teachers.batch_size", "students.epochs", "students.batch_size",
-                "train.eval_batch_size", "train.checkpoint_every", "train.dist_timeout"]
-    for key in positive:
-        if flat[key] < 1:
-            hint = " (K=0 teachers cannot label anything)" if key == "teachers.count" else ""
-            raise UserError(f"config key {key}: must be at least 1, got {flat[key]}{hint}")
-    if not 0.0 <= cfg.noise.rate < 1.0:
-        raise UserError(f"config key noise.rate: must be in [0, 1), got {cfg.noise.rate}")
-    for key in ("teachers.lr", "students.lr"):
-        if not flat[key] > 0:
-            raise UserError(f"config key {key}: must be positive, got {flat[key]}")
-    if not 0.0 < cfg.teachers.overlap <= 1.0:
-        raise UserError(f"config key teachers.overlap: must be in (0, 1], got {cfg.teachers.overlap}")
+    for key, value in flat.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            allowed = f" ({RANGES[key][1]})" if key in RANGES else ""
+            raise UserError(f"config key {key}: must be a finite number{allowed}, got {value}")
+        if key in RANGES and not RANGES[key][0](value):
+            raise UserError(f"config key {key}: must be {RANGES[key][1]}, got {value}{HINTS.get(key, '')}")
+    if not cfg.name or any(part in ("", ".", "..") for part in cfg.name.split("/")):
+        raise UserError(f"config key name: {cfg.name!r} names the run folder runs/NAME; give a plain name")
     if cfg.data.n_pool < cfg.students.batch_size:
         raise UserError(f"config key data.n_pool: the pool ({cfg.data.n_pool}) is smaller than one student batch "
                         f"(students.batch_size={cfg.students.batch_size})")
@@ -272,15 +306,7 @@ def validate(cfg: Config) -> None:
     if cfg.students.model and cfg.students.model not in MODELS:
         raise UserError(f"config key students.model: unknown model {cfg.students.model!r}: students are networks, "
                         f"choose one of {', '.join(MODELS)}")
-    if cfg.teachers.neighbors < 1:
-        raise UserError(f"config key teachers.neighbors: must be at least 1, got {cfg.teachers.neighbors}")
-    if cfg.teachers.bandwidth < 0:
-        raise UserError(f"config key teachers.bandwidth: must be positive, or 0 for the median distance; "
-                        f"got {cfg.teachers.bandwidth}")
-    for key in ("teachers.per_device", "students.per_device"):
-        if flat[key] < 0:
-            raise UserError(f"config key {key}: must be at least 0 (0: auto), got {flat[key]}")
-    if cfg.students.pool_size < 0 or cfg.students.pool_size > cfg.data.n_pool and cfg.data.name == "mnist1d":
+    if cfg.students.pool_size > cfg.data.n_pool and cfg.data.name == "mnist1d":
         raise UserError(f"config key students.pool_size: must be in [0, data.n_pool={cfg.data.n_pool}] "
                         f"(0: the whole pool), got {cfg.students.pool_size}")
     if cfg.students.labels == "online" and cfg.students.ensemble in ("vote_shares", "mean_prob"):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rolemodels.errors import UserError
-from rolemodels.runtime.files import atomic_write
+from rolemodels.runtime.files import atomic_write, reason
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -244,8 +244,7 @@ def _read_pt(path: Path, source: str, key: str | None) -> object:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"{source}: cannot load with torch.load(weights_only=True): {first_line}") from None
+        raise UserError(f"{source}: cannot be read as tensors or arrays: {reason(err)}") from None
     if isinstance(obj, dict):
         return _pick(obj, key, source, "a key (--labels-key)")
     if key is not None:

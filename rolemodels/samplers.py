@@ -330,7 +330,9 @@ def read_state(path: str | Path, expected: str | None = None) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt file or not a torch file
-        raise UserError(f"sampler file {path}: cannot be read as a saved sampler ({err})") from err
+        from rolemodels.runtime.files import reason
+
+        raise UserError(f"sampler file {path}: cannot be read as a saved sampler ({reason(err)})") from err
     kind = state.get("sampler") if isinstance(state, dict) else None
     if kind not in SAMPLERS:
         raise UserError(f"sampler file {path}: not written by a rolemodels sampler")

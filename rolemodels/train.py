@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from rolemodels.config import FitSpec
 from rolemodels.runtime.world import SINGLE, World, my_slice, shard_range, wrap_model
-from rolemodels.errors import UserError
+from rolemodels.errors import RunError, UserError
 
 # (batch indices int64[B], epoch) -> class labels int64[B], or class probabilities float[B, C] (soft labels)
 Targets = Callable[[torch.Tensor, int], torch.Tensor]
@@ -145,7 +145,8 @@ def batches(x, order: torch.Tensor, batch_size: int, device: torch.device, world
 def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, spec: FitSpec, *, seed: int,
         device: torch.device, n: int | None = None, precision: str = "auto", checkpoint: Path | None = None,
         checkpoint_every: int = 5, save: Callable[[Path, dict], None] | None = None,
-        log: Callable[[dict], None] | None = None, compile_model: bool = False, world: World = SINGLE) -> nn.Module:
+        log: Callable[[dict], None] | None = None, compile_model: bool = False, world: World = SINGLE,
+        name: str = "model") -> nn.Module:
     """Train `model` on x[:n] (inputs [N, ...], any dtype the model's Standardize accepts; n
     defaults to all of x) with the labels `targets` gives for each batch; returns the model.
 
@@ -159,6 +160,8 @@ def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, 
     size; slices differ by at most one example) and scales its loss so that the gradients DDP
     averages are those of the whole global batch. Batches, steps and learning-rate schedule are
     those of one process; only the order of floating-point sums differs.
+
+    A loss that becomes NaN or infinite stops the training with a RunError naming `name`.
     """
     n = len(x) if n is None else n
     if n < 1:
@@ -211,8 +214,13 @@ def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, 
             sched.step()
             loss_sum += loss.detach() * (total / world.size)
         world.sum(loss_sum)
+        epoch_loss = loss_sum.item() / n
+        if not math.isfinite(epoch_loss):  # a diverged model is no result: stop, say where and why
+            raise RunError(f"{name}: the training loss became {epoch_loss} in epoch {epoch + 1} of {spec.epochs}; "
+                           f"the learning rate (lr={spec.lr:g}) is likely too high for this model, or the inputs "
+                           f"hold extreme values")
         if log is not None:
-            log({"epoch": epoch + 1, "loss": loss_sum.item() / n, "lr": opt.param_groups[0]["lr"],
+            log({"epoch": epoch + 1, "loss": epoch_loss, "lr": opt.param_groups[0]["lr"],
                  "seconds": time.perf_counter() - started})
         last = epoch + 1 == spec.epochs
         if (checkpoint is not None and save is not None and world.is_main and not last

@@ -42,6 +42,14 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"rolemodels: {rank_label()}error: {err}", file=sys.stderr)  # under torchrun: which rank failed
         return err.exit_code
+    except OSError as err:  # any file a command cannot read or write: one line, exit 1
+        if debug:
+            raise
+        from rolemodels.runtime.files import reason
+
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"rolemodels: error: {where}{reason(err)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("rolemodels: interrupted", file=sys.stderr)
         return 130

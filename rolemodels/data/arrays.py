@@ -15,6 +15,7 @@ import torch
 
 from rolemodels.data import Dataset
 from rolemodels.errors import UserError
+from rolemodels.runtime.files import reason
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 
@@ -92,14 +93,14 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
     except FileNotFoundError:
         raise UserError(f"arrays file {path}: not found") from None
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
-        raise UserError(f"arrays file {path}: not a readable .npz ({err})") from None
+        raise UserError(f"arrays file {path}: not a readable .npz ({reason(err)})") from None
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         raise UserError(f"arrays file {path}: a single array, expected an .npz with named arrays")
     try:
         with loaded:
             return {k: loaded[k] for k in loaded.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
-        raise UserError(f"arrays file {path}: damaged or truncated .npz ({err})") from None
+        raise UserError(f"arrays file {path}: damaged or truncated .npz ({reason(err)})") from None
 
 
 def _inputs(path: str, key: str, x: np.ndarray) -> np.ndarray:
@@ -111,6 +112,13 @@ def _inputs(path: str, key: str, x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(x)
     if not np.issubdtype(x.dtype, np.floating):
         raise UserError(f"arrays file {path}: {key} is {x.dtype}, expected uint8 images or float features")
+    bad = ~np.isfinite(x)
+    if not bad.any() and x.dtype.itemsize > 4:  # finite as given, but models compute in float32
+        too_large = np.abs(x) > np.finfo(np.float32).max
+        if too_large.any():
+            first = np.unravel_index(int(np.argmax(too_large)), x.shape)
+            raise UserError(f"arrays file {path}: {key} has {int(too_large.sum()):,} values beyond float32's range "
+                            f"(|x| > 3.4e38, first at example {first[0]}); rescale the inputs")
     x = np.ascontiguousarray(x, dtype=np.float32)
     bad = ~np.isfinite(x)
     if bad.any():

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from rolemodels.errors import UserError
+from rolemodels.runtime.files import reason
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
@@ -172,7 +173,7 @@ def safe_unpickle(path: str):
     except FileNotFoundError:
         raise UserError(f"CIFAR-10 file {path}: not found") from None
     except _Refused as err:
-        raise UserError(f"CIFAR-10 file {_short(path)}: not a CIFAR-10 pickle ({err})") from None
+        raise UserError(f"CIFAR-10 file {_short(path)}: not a CIFAR-10 pickle ({reason(err)})") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
         raise UserError(
             f"CIFAR-10 file {_short(path)}: truncated or damaged pickle ({type(err).__name__}: {err})"
@@ -231,7 +232,7 @@ def extract_tar_folder(archive: str, folder: str, dest: str) -> None:
             shutil.rmtree(final)
         os.replace(os.path.join(staging, folder), final)
     except (tarfile.TarError, EOFError, OSError) as err:
-        raise UserError(f"archive {archive}: cannot extract ({err})") from None
+        raise UserError(f"archive {archive}: cannot extract ({reason(err)})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

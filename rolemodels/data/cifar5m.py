@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from rolemodels.errors import UserError
+from rolemodels.runtime.files import reason
 
 NUM_PARTS = 6
 NUM_CLASSES = 10
@@ -174,7 +175,7 @@ def part_images(path: str, cache_dir: str | None = None) -> np.ndarray:
     except (zipfile.BadZipFile, OSError, EOFError) as err:
         if isinstance(err, OSError) and err.errno == errno.ENOENT:
             raise UserError(f"CIFAR-5m {path}: not found") from None
-        raise UserError(f"CIFAR-5m {path}: not a readable .npz ({err})") from None
+        raise UserError(f"CIFAR-5m {path}: not a readable .npz ({reason(err)})") from None
 
 
 def _check_header(path: str, shape, fortran: bool, dtype) -> tuple[int, ...]:
@@ -206,7 +207,7 @@ def _map_stored(path: str, info: zipfile.ZipInfo) -> np.ndarray:
         try:
             shape, fortran, dtype = _read_npy_header(f)
         except ValueError as err:
-            raise UserError(f"CIFAR-5m {path}: X is not a valid .npy array ({err})") from None
+            raise UserError(f"CIFAR-5m {path}: X is not a valid .npy array ({reason(err)})") from None
         shape = _check_header(path, shape, fortran, dtype)
         offset = f.tell()
     payload = int(np.prod(shape, dtype=np.int64))
@@ -226,7 +227,7 @@ def _extracted(path: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo, cache_dir:
         try:
             shape, fortran, dtype = _read_npy_header(src)
         except ValueError as err:
-            raise UserError(f"CIFAR-5m {path}: X is not a valid .npy array ({err})") from None
+            raise UserError(f"CIFAR-5m {path}: X is not a valid .npy array ({reason(err)})") from None
         shape = _check_header(path, shape, fortran, dtype)
         stem = os.path.basename(path).removesuffix(".npz")
         folders = [os.path.dirname(os.path.abspath(path))] + ([cache_dir] if cache_dir else [])
@@ -278,7 +279,7 @@ def _stream_to_npy(src, target: str, shape: tuple[int, ...], path: str) -> None:
                 raise UserError(f"CIFAR-5m {path}: X has more bytes than its shape {shape} needs")
         os.replace(tmp, target)
     except (zipfile.BadZipFile, EOFError) as err:
-        raise UserError(f"CIFAR-5m {path}: damaged compressed data in X ({err})") from None
+        raise UserError(f"CIFAR-5m {path}: damaged compressed data in X ({reason(err)})") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -291,7 +292,7 @@ def _part_labels(path: str, n: int) -> np.ndarray:
                 raise UserError(f"CIFAR-5m {path}: no array Y (found {', '.join(npz.files)}); expected X and Y")
             y = npz["Y"]
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
-        raise UserError(f"CIFAR-5m {path}: cannot read Y ({err})") from None
+        raise UserError(f"CIFAR-5m {path}: cannot read Y ({reason(err)})") from None
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise UserError(f"CIFAR-5m {path}: Y is {y.dtype} {y.shape}, expected integer labels [n]")
     if len(y) != n:
@@ -314,7 +315,7 @@ def _load_classes(root: str, per_class: int | None, limit: int | None):
         try:
             x = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError) as err:
-            raise UserError(f"CIFAR-5m {path}: not a readable .npy array, or truncated ({err})") from None
+            raise UserError(f"CIFAR-5m {path}: not a readable .npy array, or truncated ({reason(err)})") from None
         if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != IMAGE_SHAPE:
             raise UserError(f"CIFAR-5m {path}: {x.dtype} {x.shape}, expected uint8 [n, 32, 32, 3]")
         arrays.append(x)

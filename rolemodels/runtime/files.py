@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import secrets
 import sys
@@ -30,12 +31,20 @@ def print_notice(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+# Library texts that advise loading pickles (torch's `weights_only=False`, numpy's
+# `allow_pickle=True`) would tell a user to let a file run code: we say what the file holds instead.
+PICKLE_ADVICE = ("weights_only", "allow_pickle")
+PICKLE_REFUSED = "it holds pickled Python objects, which are refused: loading them could run code"
+
+
 def reason(err: BaseException) -> str:
     """One line saying what went wrong, without the file name (the caller names it)."""
     if isinstance(err, OSError) and err.strerror:
         text = err.strerror
     else:
         text = str(err) or type(err).__name__
+    if any(advice in text for advice in PICKLE_ADVICE):
+        return PICKLE_REFUSED
     return " ".join(text.split())
 
 
@@ -105,9 +114,33 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
+def finite_json(obj: Any) -> Any:
+    """`obj` with every NaN or infinite float replaced by None: JSON has no such numbers, and a
+    reader should see "no value", not an `Infinity` that most JSON parsers refuse."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: finite_json(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(value) for value in obj]
+    return obj
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write `obj` as JSON (indent 2, keys in their given order) to `path` atomically."""
-    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode("utf-8")))
+    """Write `obj` as JSON (indent 2, keys in their given order; NaN and infinities as null) to
+    `path` atomically."""
+    text = json.dumps(finite_json(obj), indent=2, allow_nan=False) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one line to a log file (not atomic: a log may end in a partial line); a failure is
+    one RunError naming the file and what went wrong (e.g. "No space left on device")."""
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+    except OSError as err:
+        raise RunError(f"cannot write {path}: {reason(err)}") from err
 
 
 def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from rolemodels.errors import RunError
-from rolemodels.runtime.files import atomic_save_npy, atomic_save_torch, load_torch
+from rolemodels.runtime.files import append_line, atomic_save_npy, atomic_save_torch, finite_json, load_torch
 from rolemodels.runtime.manifest import Manifest
 from rolemodels.runtime.progress import Progress
 from rolemodels.runtime.threads import side_by_side, trainings_at_once
@@ -75,8 +75,7 @@ class Work:
     def log(self, record: dict) -> None:
         """One line of metrics.jsonl (metrics.rank<r>.jsonl on rank r > 0: one writer a file)."""
         name = "metrics.jsonl" if self.world.is_main else f"metrics.rank{self.world.rank}.jsonl"
-        with open(self.out / name, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        append_line(self.out / name, json.dumps(finite_json(record), allow_nan=False))
 
     def is_finished(self, path: Path) -> bool:
         """Whether `path` is finished and intact (a damaged file is reported and deleted: recompute it)."""
@@ -160,7 +159,7 @@ class Work:
         checkpoint = folder / f"{job.name}.resume.pt" if resumable else None
         if checkpoint is not None and checkpoint.exists():
             self.is_finished(checkpoint)  # a damaged checkpoint is reported and deleted: train from the start
-        options = {"device": self.device, "precision": self.precision, "compile_model": self.compile_model,
+        options = {"name": job.label, "device": self.device, "precision": self.precision, "compile_model": self.compile_model,
                    "log": log, "checkpoint": checkpoint, "checkpoint_every": self.checkpoint_every,
                    "save": self.save_torch, "world": self.world if spread == "ddp" else World()}
         job.train(model, Training(options))
