@@ -18,9 +18,11 @@ from rolemodels.combine import (per_batch_teacher_targets, per_epoch_teacher_tar
                                 random_teacher_labels, vote_shares)
 from rolemodels.config import Config, FitSpec, StudentConfig, TeacherConfig
 from rolemodels.data import Dataset, check_dataset, load_dataset
+from rolemodels.errors import UserError
 from rolemodels.measure import SeedOutcome, measure_seed
 from rolemodels.metrics import accuracy
 from rolemodels.models import SAMPLERS, build_model, input_stats
+from rolemodels.runtime.files import arrays_sha256
 from rolemodels.runtime.session import open_run, start_session
 from rolemodels.runtime.work import ModelJob, Training, Work
 from rolemodels.seeds import Seeds
@@ -243,6 +245,31 @@ def run_seed(work: Work, cfg: Config, data: Dataset, stats: tuple[torch.Tensor, 
 # The whole run
 
 
+def check_architectures(cfg: Config, data: Dataset) -> None:
+    """Refuse a teacher or student network that cannot take the data's inputs, before any work."""
+    networks = [("students.model", student_architecture(cfg, data))]
+    if cfg.teachers.model not in SAMPLERS:
+        networks.insert(0, ("teachers.model", Architecture(cfg.teachers.model, cfg.teachers.width)))
+    for key, arch in networks:
+        try:
+            with torch.device("meta"):  # shapes only: nothing is allocated
+                build_model(arch.model, data.input_shape, data.num_classes, arch.width)
+        except UserError as err:
+            raise UserError(f"config key {key}: {err}") from None
+
+
+def input_fingerprints(cfg: Config, data: Dataset, noisy: np.ndarray, T: np.ndarray) -> dict[str, dict]:
+    """What the run read, by the key that names it: the data's arrays and the noise files' contents."""
+    source = cfg.data.path or ", ".join(filter(None, [cfg.data.root, cfg.data.pool_root])) or f"{cfg.data.name}, generated"
+    found = {"data": (source, arrays_sha256(data.x_train, data.y_train, data.x_test, data.y_test, data.x_pool,
+                                            data.y_pool))}
+    if cfg.noise.labels_file:
+        found["noise.labels_file"] = (cfg.noise.labels_file, arrays_sha256(noisy))
+    if cfg.noise.matrix_file:
+        found["noise.matrix_file"] = (cfg.noise.matrix_file, arrays_sha256(T))
+    return {key: {"what": what, "size": size, "sha256": sha} for key, (what, (size, sha)) in found.items()}
+
+
 def run_experiment(cfg: Config, out: str | Path, quiet: bool = False, force: bool = False) -> dict | None:
     """Run (or resume) the experiment in folder `out`; write results.json, report.md, figures/.
 
@@ -255,9 +282,10 @@ def run_experiment(cfg: Config, out: str | Path, quiet: bool = False, force: boo
     # Bad data or noise is refused before anything is written to the run folder.
     data = session.world.main_first(lambda: load_dataset(cfg.data, progress=session.progress.note))
     check_dataset(data)
-    noisy_training_labels(cfg, data, cfg.seed)
+    noisy, T = noisy_training_labels(cfg, data, cfg.seed)
+    check_architectures(cfg, data)
     results = None
-    with open_run(session, Path(out), cfg, force) as work:
+    with open_run(session, Path(out), cfg, force, inputs=lambda: input_fingerprints(cfg, data, noisy, T)) as work:
         stats = input_stats(data.x_train)
         per_seed = [run_seed(work, cfg, data, stats, seed) for seed in range(cfg.seed, cfg.seed + cfg.seeds)]
         if work.world.is_main:

@@ -59,7 +59,7 @@ def test_second_lock_in_the_same_process_is_refused(tmp_path):
     message = str(info.value)
     assert message.startswith(f"run folder {tmp_path} is in use by process {os.getpid()} "
                               f"on {socket.gethostname()} since ")
-    assert message.endswith("; wait for it or use another --out")
+    assert "; wait for it or use another --out" in message and message.endswith(f"delete {tmp_path / '.lock'})")
 
 
 def test_lock_of_a_live_process_is_refused(tmp_path):
@@ -96,8 +96,9 @@ def test_unreadable_lock_is_taken_over_after_a_grace_period(tmp_path, monkeypatc
 
 def test_lock_of_another_host_is_refused_unless_old_enough(tmp_path):
     write_lock(tmp_path, 12345, host="other-machine", started="2020-01-01T00:00:00+00:00")
-    with pytest.raises(UserError, match="in use by process 12345 on other-machine since 2020"):
+    with pytest.raises(UserError, match="in use by process 12345 on other-machine since 2020") as err:
         RunLock(tmp_path).acquire()
+    assert str(err.value).endswith(f"delete {tmp_path / '.lock'})")  # says how to clear a lock nobody holds
     with pytest.raises(UserError):
         RunLock(tmp_path, stale_after=10 * 365 * 86400.0).acquire()
     notices = []

@@ -188,3 +188,18 @@ def file_sha256(path: str | os.PathLike) -> tuple[int, str]:
             digest.update(view[:n])
             size += n
     return size, digest.hexdigest()
+
+
+def arrays_sha256(*arrays: Any, rows: int = 65536) -> tuple[int, str]:
+    """(bytes, SHA-256) of arrays or tensors (memory-mapped ones included), read `rows` rows at a
+    time: the fingerprint of the data a run used, whatever file it came from. None is skipped."""
+    digest, size = hashlib.sha256(), 0
+    for array in arrays:
+        if array is None:
+            continue
+        digest.update(f"{tuple(array.shape)} {array.dtype}".encode())
+        for first in range(0, array.shape[0], rows):
+            block = np.ascontiguousarray(torch.as_tensor(array[first:first + rows]).numpy())
+            digest.update(block.data)
+            size += block.nbytes
+    return size, digest.hexdigest()

@@ -116,7 +116,8 @@ class RunLock:
             return
 
         in_use = (f"run folder {self.run_dir} is in use by process {pid} on {lock_host} "
-                  f"since {started}; wait for it or use another --out")
+                  f"since {started}; wait for it or use another --out (if no run uses it any more, e.g. that "
+                  f"process ended and its id was reused, or it ran on a machine that stopped, delete {self.path})")
         if lock_host == host:
             if _pid_alive(pid):
                 raise UserError(in_use)

@@ -21,10 +21,35 @@ from rolemodels.runtime.files import Notice, atomic_write_json, file_sha256, pri
 
 MANIFEST_NAME = "manifest.json"
 RANK_MANIFEST_GLOB = "manifest.rank*.json"
+# Written into every manifest: what tells a run folder of ours from any folder (--force deletes only ours).
+FORMAT_KEY, FORMAT = "format", "rolemodels run folder 1"
 
 
 def _good_entry(entry: Any) -> bool:
     return isinstance(entry, dict) and type(entry.get("size")) is int and isinstance(entry.get("sha256"), str)
+
+
+def is_run_folder(run_dir: str | os.PathLike) -> bool:
+    """Whether run_dir was made by a rolemodels run: its manifest.json carries our format marker,
+    or (folders made before the marker) holds nothing but size-and-checksum records."""
+    try:
+        data = json.loads((Path(run_dir) / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    if data.get(FORMAT_KEY) == FORMAT:
+        return True
+    return bool(data) and all(_good_entry(entry) for entry in data.values())
+
+
+def recorded_files(run_dir: str | os.PathLike) -> list[str]:
+    """The relative paths manifest.json records (what a run of ours wrote there)."""
+    try:
+        data = json.loads((Path(run_dir) / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [key for key, entry in data.items() if _good_entry(entry)] if isinstance(data, dict) else []
 
 
 class Manifest:
@@ -82,7 +107,13 @@ class Manifest:
             path.unlink(missing_ok=True)
 
     def _save(self) -> None:
-        atomic_write_json(self.path, self.entries if self.rank == 0 else self.changes)
+        atomic_write_json(self.path, {FORMAT_KEY: FORMAT, **(self.entries if self.rank == 0 else self.changes)})
+
+    def mark(self) -> None:
+        """Write manifest.json now (rank 0), so the folder is known as ours before anything is recorded."""
+        if self.rank == 0 and not self.path.exists():
+            with self._lock:
+                self._save()
 
     def key(self, path: str | os.PathLike) -> str:
         """The manifest's name for `path`: its path relative to run_dir, with '/'."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -44,9 +44,11 @@ def start_session(train: TrainConfig, quiet: bool = False) -> Session:
 
 
 @contextmanager
-def open_run(session: Session, out: Path, cfg: Config, force: bool) -> Iterator[Work]:
-    """The run folder `out` checked against `cfg`, locked and ready: the Work that carries out the stages."""
-    with run_folder(out, cfg, force, session.world) as manifest:
+def open_run(session: Session, out: Path, cfg: Config, force: bool,
+             inputs: Callable[[], dict[str, dict]] | None = None) -> Iterator[Work]:
+    """The run folder `out` checked against `cfg` (and the inputs' fingerprints), locked and ready:
+    the Work that carries out the stages."""
+    with run_folder(out, cfg, force, session.world, inputs) as manifest:
         t = session.train
         yield Work(out, manifest, session.world, session.device, session.progress, precision=t.precision,
                    eval_batch_size=t.eval_batch_size, checkpoint_every=t.checkpoint_every, compile_model=t.compile)
