@@ -259,7 +259,7 @@ def test_cifar5m_read_only_folder_uses_cache_dir(monkeypatch, tmp_path):
         real_stream(src, target, shape, path)
 
     monkeypatch.setattr(cifar5m, "_stream_to_npy", read_only_beside)
-    with pytest.raises(UserError, match=r"cannot write the extracted images .*pass cache_dir"):
+    with pytest.raises(UserError, match=r"cannot write the extracted images .*set data.cache_dir"):
         load_cifar5m(tmp_path / "data")
     pool, _ = load_cifar5m(tmp_path / "data", cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(pool[np.arange(12)].numpy(), x)

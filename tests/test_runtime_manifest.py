@@ -13,7 +13,14 @@ import torch
 from rolemodels.errors import RunError
 from rolemodels.runtime import files
 from rolemodels.runtime.files import atomic_save_npy, atomic_save_torch, atomic_write_bytes
-from rolemodels.runtime.manifest import Manifest
+from rolemodels.runtime.manifest import FORMAT, FORMAT_KEY, Manifest, is_run_folder
+
+
+def records(run_dir) -> dict:
+    """manifest.json's records, checking it carries the format marker that tells our folders apart."""
+    data = json.loads((run_dir / "manifest.json").read_text())
+    assert data.pop(FORMAT_KEY) == FORMAT
+    return data
 
 
 def temp_files(folder):
@@ -41,7 +48,7 @@ def test_manifest_records_and_validates_across_instances(tmp_path):
     entry = manifest.record(path)
     assert entry == {"size": path.stat().st_size,
                      "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-    on_disk = json.loads((tmp_path / "manifest.json").read_text())
+    on_disk = records(tmp_path)
     assert on_disk == {"teachers/teacher0.pt": entry}
 
     again, notices = make_manifest(tmp_path)
@@ -70,7 +77,7 @@ def test_manifest_detects_truncation(tmp_path):
                        "(size 1,204 != 1,428,992); recomputing it"]
     assert not path.exists()
     assert path not in manifest
-    assert json.loads((tmp_path / "manifest.json").read_text()) == {}
+    assert records(tmp_path) == {}
 
 
 def test_manifest_detects_a_flipped_byte(tmp_path):
@@ -128,13 +135,13 @@ def test_rank_manifests_are_folded_into_the_main_one(tmp_path):
     other = Manifest(tmp_path, rank=1)  # rank 1 records b and forgets c (it retrained it, say)
     other.record(files["b.pt"])
     other.forget(files["c.pt"])
-    assert "b.pt" not in json.loads((tmp_path / "manifest.json").read_text())  # rank 1 never writes it
+    assert "b.pt" not in records(tmp_path)  # rank 1 never writes it
     assert (tmp_path / "manifest.rank1.json").exists()
     restarted = Manifest(tmp_path)  # rank 0 after a restart folds rank 1's records in
     assert restarted.is_valid(files["a.pt"]) and restarted.is_valid(files["b.pt"])
     assert files["c.pt"] not in restarted
     assert not (tmp_path / "manifest.rank1.json").exists()
-    assert set(json.loads((tmp_path / "manifest.json").read_text())) == {"a.pt", "b.pt"}
+    assert set(records(tmp_path)) == {"a.pt", "b.pt"}
 
 
 def test_manifest_unreadable_file_means_nothing_is_trusted(tmp_path):
@@ -150,3 +157,16 @@ def test_manifest_refuses_paths_outside_the_run(tmp_path):
         manifest.record(tmp_path / "elsewhere.pt")
 
 
+
+
+def test_a_folder_is_ours_only_with_our_manifest(tmp_path):
+    assert not is_run_folder(tmp_path)  # no manifest at all
+    (tmp_path / "manifest.json").write_text("{}")
+    assert not is_run_folder(tmp_path)  # somebody's empty JSON
+    (tmp_path / "manifest.json").write_text('{"thesis.tex": "mine"}')
+    assert not is_run_folder(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"a.pt": {"size": 3, "sha256": "ab"}}')
+    assert is_run_folder(tmp_path)  # a folder made before the marker: records only
+    (tmp_path / "manifest.json").unlink()
+    Manifest(tmp_path).mark()
+    assert is_run_folder(tmp_path) and records(tmp_path) == {}

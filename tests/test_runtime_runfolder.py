@@ -9,7 +9,9 @@ import tomllib
 import pytest
 
 from rolemodels.errors import UserError
+from rolemodels.runtime.files import atomic_write_bytes
 from rolemodels.runtime.lock import RunLock
+from rolemodels.runtime.manifest import Manifest
 from rolemodels.runtime.runfolder import check_config, ensure_writable
 
 
@@ -88,9 +90,11 @@ def test_check_config_ignores_keys_that_do_not_affect_results(tmp_path):
 
 def test_check_config_force_starts_over_but_keeps_the_lock(tmp_path):
     check_config(tmp_path, CONFIG, force=False)
+    Manifest(tmp_path).mark()
     (tmp_path / "teachers").mkdir()
-    (tmp_path / "teachers" / "teacher0.pt").write_bytes(b"old result")
-    (tmp_path / "manifest.json").write_text("{}")
+    atomic_write_bytes(tmp_path / "teachers" / "teacher0.pt", b"old result")
+    Manifest(tmp_path).record(tmp_path / "teachers" / "teacher0.pt")
+    (tmp_path / "results.json").write_text("{}")
     new = changed(teachers={"epochs": 40})
     notices = []
     with RunLock(tmp_path):
@@ -98,6 +102,57 @@ def test_check_config_force_starts_over_but_keeps_the_lock(tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "config.toml"]
     assert tomllib.loads((tmp_path / "config.toml").read_text()) == new
     assert len(notices) == 1 and "--force" in notices[0]
+
+
+def test_force_deletes_only_what_a_run_of_ours_wrote(tmp_path):
+    """A file the manifest does not record and our layout does not name stays, with a notice."""
+    check_config(tmp_path, CONFIG, force=False)
+    Manifest(tmp_path).mark()
+    (tmp_path / "seed0" / "teachers").mkdir(parents=True)
+    atomic_write_bytes(tmp_path / "seed0" / "teachers" / "teacher0.pt", b"old result")
+    Manifest(tmp_path).record(tmp_path / "seed0" / "teachers" / "teacher0.pt")
+    (tmp_path / "seed0" / "my-notes.txt").write_text("mine")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "analysis.py").write_text("mine")
+    notices = []
+    check_config(tmp_path, changed(teachers={"epochs": 40}), force=True, notice=notices.append)
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert left == ["config.toml", "seed0/my-notes.txt", "src/analysis.py"]
+    assert "kept 2 file(s)" in notices[-1] and "my-notes.txt" in notices[-1]
+
+
+@pytest.mark.parametrize("config_name", ["config.json", "config.toml"])
+def test_force_refuses_a_folder_that_is_not_a_run_folder(tmp_path, config_name):
+    """A folder that merely holds a file named like our configuration is not ours: nothing is deleted."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "main.c").write_text("int main;")
+    (tmp_path / "thesis.tex").write_text("x")
+    (tmp_path / config_name).write_text("{}" if config_name.endswith("json") else "")
+    before = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    with pytest.raises(UserError, match="not a rolemodels run folder.*nothing was deleted"):
+        check_config(tmp_path, CONFIG, force=True)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == before
+
+
+def test_a_changed_input_is_refused_like_a_changed_key(tmp_path):
+    inputs = {"noise.labels_file": {"what": "noisy.npy", "size": 8, "sha256": "a" * 64}}
+    check_config(tmp_path, CONFIG, force=False, inputs=inputs)
+    check_config(tmp_path, CONFIG, force=False, inputs=inputs)  # the same contents: resumes
+    changed_inputs = {"noise.labels_file": {"what": "noisy.npy", "size": 8, "sha256": "b" * 64}}
+    with pytest.raises(UserError, match=r"other inputs: noise.labels_file \(noisy.npy\): sha256 aaaaaaaaaaaa -> "
+                                        r"bbbbbbbbbbbb.*--force"):
+        check_config(tmp_path, CONFIG, force=False, inputs=changed_inputs)
+    assert json.loads((tmp_path / "inputs.json").read_text()) == inputs  # untouched
+    Manifest(tmp_path).mark()
+    check_config(tmp_path, CONFIG, force=True, inputs=changed_inputs)
+    assert json.loads((tmp_path / "inputs.json").read_text()) == changed_inputs
+
+
+def test_a_folder_made_before_inputs_were_kept_records_them_now(tmp_path):
+    check_config(tmp_path, CONFIG, force=False)
+    inputs = {"data": {"what": "x.npz", "size": 8, "sha256": "c" * 64}}
+    check_config(tmp_path, CONFIG, force=False, inputs=inputs)
+    assert json.loads((tmp_path / "inputs.json").read_text()) == inputs
 
 
 def test_check_config_force_on_a_folder_without_config_deletes_nothing(tmp_path):

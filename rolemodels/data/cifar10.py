@@ -52,8 +52,8 @@ def load_cifar10(
         if not download:
             raise UserError(
                 f"CIFAR-10: no {FOLDER}/ folder at {root} (expected {root}/{FOLDER}/ with "
-                f"{', '.join(TRAIN_BATCHES)}, {TEST_BATCH}, {META}); pass download=True "
-                f"(--download) to fetch it, or point root at the folder"
+                f"{', '.join(TRAIN_BATCHES)}, {TEST_BATCH}, {META}); set data.download=true "
+                f"to fetch it, or point root at the folder"
             )
         download_cifar10(root)
         folder = os.path.join(root, FOLDER)

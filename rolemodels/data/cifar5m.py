@@ -246,7 +246,7 @@ def _extracted(path: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo, cache_dir:
                     continue
                 raise
             return np.load(target, mmap_mode="r")
-    hint = "" if cache_dir else "; pass cache_dir (--cache-dir) to extract elsewhere"
+    hint = "" if cache_dir else "; set data.cache_dir to extract them elsewhere"
     raise UserError(f"CIFAR-5m {path}: cannot write the extracted images to {', '.join(folders)} (read-only){hint}")
 
 

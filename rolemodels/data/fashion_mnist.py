@@ -67,7 +67,7 @@ def load_fashion_mnist(
     if missing:
         raise UserError(
             f"Fashion-MNIST folder {root}: missing {', '.join(m + '(.gz)' for m in missing)}; "
-            f"pass download=True (--download) to fetch them"
+            f"set data.download=true to fetch them"
         )
 
     x_all, y_all = _pair(paths["train_images"], paths["train_labels"])
@@ -101,7 +101,7 @@ def _resolve_root(root: str | None, download: bool) -> str:
         return os.path.expanduser(DOWNLOAD_ROOT)
     raise UserError(
         f"Fashion-MNIST: no root given and {DEFAULT_ROOT} does not exist; pass the folder with "
-        f"the four IDX files, install the Debian package dataset-fashion-mnist, or use download=True"
+        f"the four IDX files, install the Debian package dataset-fashion-mnist, or set data.download=true"
     )
 
 

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from rolemodels.data import Dataset
+from rolemodels.errors import RunError, UserError
+from rolemodels.runtime.files import atomic_write
 
 CHUNK = 20000  # samples per make_dataset call; a multiple of 10 keeps every chunk class-balanced
 LENGTH = 40
@@ -89,10 +91,10 @@ def load_mnist1d(n_train: int, n_test: int, n_pool: int, seed: int = 0, generato
         cut1, cut2 = n_train, n_train + n_test
         arrays = {"x_train": x[:cut1], "y_train": y[:cut1], "x_test": x[cut1:cut2], "y_test": y[cut1:cut2],
                   "x_pool": x[cut2:], "y_pool": y[cut2:]}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        with open(temp, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(temp, path)
+        try:
+            atomic_write(path, lambda handle: np.savez(handle, **arrays))
+        except RunError as err:  # the cache folder is the user's choice (data.cache_dir or $ROLEMODELS_CACHE)
+            raise UserError(f"config key data.cache_dir: {err}; set data.cache_dir (or $ROLEMODELS_CACHE) to a "
+                            f"writable folder") from None
     tensors = {name: torch.from_numpy(value) for name, value in arrays.items()}
     return Dataset(name="mnist1d", num_classes=10, class_names=[str(c) for c in range(10)], **tensors)
