@@ -141,3 +141,15 @@ def test_remove_temp_files(tmp_path):
     assert temp_files(tmp_path) == [] and (tmp_path / "teacher1.pt").exists()
 
 
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="needs /dev/null")
+def test_an_atomic_write_never_replaces_a_device_or_a_folder(tmp_path):
+    """Renaming a temporary file onto /dev/null (as root) would replace the device with a file."""
+    with pytest.raises(RunError, match="/dev/null: it is not a regular file"):
+        atomic_write_bytes("/dev/null", b"x")
+    assert not os.path.isfile("/dev/null")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(RunError, match="it is a folder"):
+        atomic_write_text(tmp_path / "folder", "x")
+    assert (tmp_path / "folder").is_dir()

@@ -80,8 +80,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> N
 
     On any failure the temporary file is removed, `path` keeps its old content and
     the error is raised as RunError naming `path` (KeyboardInterrupt passes through).
+    Only a regular file (or a new name) is ever replaced: renaming onto a device, a pipe or a
+    folder would destroy it, so such a `path` is refused.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file (a device, pipe or socket)"
+        raise RunError(f"cannot write {path}: it is {kind}, and only files are replaced")
     temp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,8 +134,7 @@ def finite_json(obj: Any) -> Any:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write `obj` as JSON (indent 2, keys in their given order; NaN and infinities as null) to
     `path` atomically."""
-    text = json.dumps(finite_json(obj), indent=2, allow_nan=False) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(path, lambda f: f.write((json.dumps(finite_json(obj), indent=2, allow_nan=False) + "\n").encode()))
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:
