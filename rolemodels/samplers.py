@@ -21,6 +21,7 @@ from typing import Iterator
 import torch
 
 from rolemodels.errors import UserError
+from rolemodels.labels import check_labels
 
 # Entries of one [queries, training points] distance block held in memory at once.
 DISTANCE_BUDGET = 2**22
@@ -48,21 +49,10 @@ def flatten_inputs(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     return flat
 
 
-def check_labels(y: torch.Tensor, num_examples: int, num_classes: int) -> torch.Tensor:
-    """Labels -> int64[N], checked against the number of examples and classes."""
-    if int(num_classes) < 1:
-        raise UserError(f"num_classes: expected at least 1, got {num_classes}")
-    y = torch.as_tensor(y)
-    if y.dtype.is_floating_point or y.dtype == torch.bool or y.dim() != 1:
-        raise UserError(f"y: expected integer labels [N], got {y.dtype} of shape {tuple(y.shape)}")
-    if y.shape[0] != num_examples:
-        raise UserError(f"y: {y.shape[0]:,} labels, but x has {num_examples:,} examples")
-    y = y.to(torch.int64)
-    if y.min() < 0 or y.max() >= num_classes:
-        raise UserError(
-            f"y: labels must lie in [0, {num_classes - 1}], got [{int(y.min())}, {int(y.max())}]"
-        )
-    return y
+def training_labels(y: torch.Tensor, num_examples: int, num_classes: int) -> torch.Tensor:
+    """Labels of integer dtype [N] -> int64[N], checked against the examples and classes."""
+    return torch.from_numpy(check_labels(y, "y", num_classes, num_examples, floats=False,
+                                         length_of="x", unit="examples"))
 
 
 def query_blocks(num_queries: int, num_train: int, budget: int | None = None) -> Iterator[slice]:
@@ -130,7 +120,7 @@ class NearestNeighbors:
     def fit(self, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> "NearestNeighbors":
         """Store the training set: x [N, ...], y int64[N] in [0, num_classes)."""
         flat = flatten_inputs(x, "x")
-        labels = check_labels(y, flat.shape[0], num_classes)
+        labels = training_labels(y, flat.shape[0], num_classes)
         if self.k > flat.shape[0]:
             raise UserError(f"k={self.k} neighbours, but only {flat.shape[0]:,} training examples")
         self.x, self.y, self.num_classes = flat, labels, int(num_classes)
@@ -252,7 +242,7 @@ class KernelInterpolator:
     def fit(self, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> "KernelInterpolator":
         """Solve for the interpolating coefficients: x [N, ...], y int64[N]."""
         flat = flatten_inputs(x, "x")
-        labels = check_labels(y, flat.shape[0], num_classes)
+        labels = training_labels(y, flat.shape[0], num_classes)
         if flat.shape[0] > MAX_KERNEL_POINTS:
             raise UserError(f"x: {flat.shape[0]:,} training points, but the kernel machine "
                             f"solves a dense system and takes at most {MAX_KERNEL_POINTS:,}")
