@@ -34,9 +34,13 @@ def plurality_vote(teacher_labels: torch.Tensor, num_classes: int,
     return counts.argmax(1)
 
 
-def vote_shares(teacher_labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Fraction of teachers voting for each class: float32 [N, C] (a soft label)."""
-    return vote_counts(teacher_labels, num_classes).float() / teacher_labels.shape[1]
+def vote_shares(teacher_labels: torch.Tensor, num_classes: int, *,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Fraction of teachers voting for each class: float32 [N, C] (a soft label), or `dtype`.
+
+    The share is the integer count divided by K in `dtype` (float64: exactly numpy's counts / K).
+    """
+    return vote_counts(teacher_labels, num_classes).to(dtype) / teacher_labels.shape[1]
 
 
 def mean_probability(logits: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rolemodels.combine import vote_shares
 from rolemodels.errors import UserError
 from rolemodels.labels import as_numpy, check_labels, check_range, label_values
 from rolemodels.metrics import confusion
@@ -83,15 +84,6 @@ def sampler_distance(y_true: Any, y_pred: Any, transition: Any, num_classes: int
     return float(total_variation(rows, matrix[present]).mean())
 
 
-def vote_shares(teacher_labels: Any, num_classes: int) -> np.ndarray:
-    """teacher_labels int[N, K] -> float64[N, C]: share of the K teachers voting each class."""
-    labels = as_teacher_labels(teacher_labels, num_classes=num_classes)
-    n, k = labels.shape
-    offsets = np.arange(n, dtype=np.int64)[:, None] * num_classes
-    counts = np.bincount((labels + offsets).ravel(), minlength=n * num_classes)
-    return counts.reshape(n, num_classes) / k
-
-
 def pointwise_sampler_distance(y_true: Any, teacher_labels: Any, transition: Any) -> float:
     """Mean over test points of TV(teachers' vote shares at the point, T's row of its class).
 
@@ -101,7 +93,8 @@ def pointwise_sampler_distance(y_true: Any, teacher_labels: Any, transition: Any
     matrix = check_transition_matrix(transition)
     num_classes = matrix.shape[0]
     truth = check_labels(y_true, "y_true", num_classes, floats=False)
-    shares = vote_shares(as_teacher_labels(teacher_labels, truth.size, num_classes), num_classes)
+    labels = as_teacher_labels(teacher_labels, truth.size, num_classes)
+    shares = vote_shares(torch.from_numpy(labels), num_classes, dtype=torch.float64).numpy()
     if truth.size == 0:
         raise UserError("y_true: no test points")
     return float(total_variation(shares, matrix[truth]).mean())
@@ -117,7 +110,9 @@ def teacher_agreement(teacher_labels: Any) -> float:
     if k < 2 or n == 0:
         raise UserError(f"teacher_labels: agreement needs at least 2 teachers and 1 point, "
                         f"got shape {labels.shape}")
-    counts = vote_shares(labels, int(labels.max()) + 1) * k
+    # shares * K, not the integer counts: from K = 22 some differ in the last bit, and the
+    # recorded numbers (theory.json, results.json) were computed this way.
+    counts = vote_shares(torch.from_numpy(labels), int(labels.max()) + 1, dtype=torch.float64).numpy() * k
     return float((counts * (counts - 1)).sum() / (n * k * (k - 1)))
 
 

@@ -20,6 +20,7 @@ from typing import Iterator
 
 import torch
 
+from rolemodels.combine import vote_counts, vote_shares
 from rolemodels.errors import UserError
 from rolemodels.labels import check_labels
 
@@ -72,21 +73,13 @@ def pairwise_distances(queries: torch.Tensor, train: torch.Tensor) -> torch.Tens
 
 # ---------------------------------------------------------------------- Nearest neighbours
 
-def neighbour_vote_shares(neighbour_labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """int64[B, k] labels of each query's neighbours -> float32[B, C] share of votes per class."""
-    counts = torch.zeros(neighbour_labels.shape[0], num_classes, dtype=torch.float32)
-    counts.scatter_add_(1, neighbour_labels, torch.ones(neighbour_labels.shape, dtype=torch.float32))
-    return counts / neighbour_labels.shape[1]
-
-
 def nearest_first_plurality(neighbour_labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Plurality of neighbours' labels; a tie goes to the tied class whose member is nearest.
 
     neighbour_labels: int64[B, k], column 0 the nearest. Returns int64[B].
     """
     batch, k = neighbour_labels.shape
-    counts = torch.zeros(batch, num_classes, dtype=torch.int64)
-    counts.scatter_add_(1, neighbour_labels, torch.ones_like(neighbour_labels))
+    counts = vote_counts(neighbour_labels, num_classes)
     # Closeness of each class's nearest member: k - rank, so the nearest scores k; absent 0.
     closeness = torch.zeros(batch, num_classes, dtype=torch.int64)
     ranks = torch.arange(k, dtype=torch.int64).expand(batch, k)
@@ -141,7 +134,7 @@ class NearestNeighbors:
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """x [M, ...] -> float32[M, C]: share of the k nearest neighbours voting each class."""
-        return neighbour_vote_shares(self.neighbour_labels(x), self.num_classes)
+        return vote_shares(self.neighbour_labels(x), self.num_classes)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """x [M, ...] -> int64[M]: plurality of the k neighbours, ties to the nearest."""

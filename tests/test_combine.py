@@ -70,6 +70,15 @@ def test_vote_shares_are_fractions():
     assert shares.tolist() == [[0.5, 0.25, 0.25]]
 
 
+def test_vote_shares_in_float64_are_counts_over_k_as_numpy_divides():
+    # diagnostics' float64 numbers were numpy's integer counts / K: the same bits, for every K.
+    for k in (3, 22, 25, 100):
+        tl = torch.randint(7, (400, k), generator=torch.Generator().manual_seed(k)).to(torch.uint8)
+        shares = vote_shares(tl, 7, dtype=torch.float64)
+        counts = np.stack([np.bincount(row, minlength=7) for row in tl.numpy()])
+        assert shares.dtype == torch.float64 and np.array_equal(shares.numpy(), counts / k)
+
+
 # ----------------------------------------------------------------------------- plurality vote
 
 
