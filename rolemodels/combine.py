@@ -53,16 +53,21 @@ def summed_logits_labels(logits: torch.Tensor) -> torch.Tensor:
     return logits.float().sum(0).argmax(1)
 
 
-def random_teacher_draws(n: int, num_teachers: int, seed: int) -> torch.Tensor:
-    """For each of n examples, the index of its own uniformly drawn teacher: int64 [n]."""
-    generator = torch.Generator().manual_seed(seed)
+def random_teacher_draws(n: int, num_teachers: int, seed: int | torch.Generator) -> torch.Tensor:
+    """For each of n examples, the index of its own uniformly drawn teacher: int64 [n].
+
+    seed: an integer, or a torch.Generator that the draws advance (the theory experiments draw
+    everything from one generator). An integer s draws what Generator().manual_seed(s) draws.
+    """
+    generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
     return torch.randint(num_teachers, (n,), generator=generator)
 
 
-def random_teacher_labels(teacher_labels: torch.Tensor, seed: int) -> torch.Tensor:
+def random_teacher_labels(teacher_labels: torch.Tensor, seed: int | torch.Generator) -> torch.Tensor:
     """The paper's random-teacher distillation: each example labelled by its own random teacher.
 
-    teacher_labels: uint8/int [N, K] -> int64 [N]. Draws are independent across examples.
+    teacher_labels: uint8/int [N, K] -> int64 [N]. Draws are independent across examples;
+    seed as in random_teacher_draws.
     """
     n, k = teacher_labels.shape
     draws = random_teacher_draws(n, k, seed)
