@@ -15,9 +15,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from rolemodels.errors import UserError
 from rolemodels.labels import check_labels, check_num_classes
+from rolemodels.metrics import confusion
 
 PRESETS = ("paper", "symmetric", "pairflip", "matrix")
 MODES = ("exact", "sampled")
@@ -299,8 +301,7 @@ def realized_matrix(clean: np.ndarray, noisy: np.ndarray, num_classes: int) -> t
     num_classes = check_num_classes(num_classes)
     clean = check_labels(clean, "clean labels", num_classes=num_classes)
     noisy = check_labels(noisy, "noisy labels", num_classes=num_classes, expected_length=clean.shape[0])
-    counts = np.bincount(clean * num_classes + noisy, minlength=num_classes * num_classes)
-    counts = counts.reshape(num_classes, num_classes).astype(np.int64)
+    counts = confusion(torch.from_numpy(noisy), torch.from_numpy(clean), num_classes).numpy()  # rows = clean
     totals = counts.sum(axis=1, keepdims=True)
     rates = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
     return counts, rates
