@@ -50,6 +50,17 @@ def device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def configured_device():
+    """The device, with a run's CUDA settings (train.deterministic off: cudnn.benchmark on)."""
+    here = device()
+    if here.type == "cuda":
+        from rolemodels.config import TrainConfig
+        from rolemodels.runtime.session import configure_cuda
+
+        configure_cuda(TrainConfig())
+    return here
+
+
 class BusySampler:
     """The GPU's busy fraction (NVML: the share of time a kernel was running) sampled every 50 ms
     in a thread; `between(a, b)` averages the samples taken in [a, b] (perf_counter seconds)."""
@@ -159,12 +170,7 @@ def train_rate(scratch: Path, sizes: dict, trainings: int = 1, compile_mode: str
     from rolemodels.runtime.threads import side_by_side
     from rolemodels.train import fit, fixed_targets
 
-    here = device()
-    if here.type == "cuda":
-        from rolemodels.runtime.session import configure_cuda
-        from rolemodels.config import TrainConfig
-
-        configure_cuda(TrainConfig())
+    here = configured_device()
     x, y, _, _, _ = load_cifar10(scratch / "cifar10")
     stats = input_stats(x)
     spec = teacher_recipe(2, sizes["train_batch"])
@@ -212,7 +218,7 @@ def label_rates(scratch: Path, sizes: dict) -> dict:
     from rolemodels.teach import label_pool, label_pool_by_teachers
     from rolemodels.train import on_device, predict_logits
 
-    here = device()
+    here = configured_device()
     pool, _ = load_cifar5m(scratch / "cifar5m")
     teachers = []
     for k in range(2):
@@ -425,15 +431,19 @@ def drive(args: argparse.Namespace) -> int:
         command += ["--small"] if small else []
         step_started = time.perf_counter()
         with open(logs / f"{name}.log", "w") as log:
+            # A session of its own, so that a step over its time is stopped with all it started.
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
+                                       env={**os.environ, "PYTHONPATH": str(ROOT)})
             try:
-                finished = subprocess.run(command, stdout=subprocess.PIPE, stderr=log, text=True, timeout=left,
-                                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-                lines = finished.stdout.strip().splitlines()
-                if finished.returncode == 0 and lines:
+                stdout, _ = process.communicate(timeout=left)
+                lines = stdout.strip().splitlines()
+                if process.returncode == 0 and lines:
                     numbers[name] = json.loads(lines[-1])
                 else:
-                    numbers[name] = {"status": f"failed (exit {finished.returncode}; logs/{name}.log)"}
+                    numbers[name] = {"status": f"failed (exit {process.returncode}; logs/{name}.log)"}
             except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
                 numbers[name] = {"status": f"failed (stopped after {left:.0f} s; logs/{name}.log)"}
         if numbers[name].get("status", "").startswith("failed") or numbers[name].get("exit_code", 0) != 0 \
                 or numbers[name].get("resumed_equals_uninterrupted") is False:

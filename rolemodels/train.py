@@ -33,7 +33,7 @@ class LabelsFromInputs:
     """Targets computed from each batch's inputs as the model sees them (after augmentation).
 
     `fit` calls such targets as targets(idx, epoch, inputs, part): idx int64 [B] the batch's
-    indices, inputs the batch on the device, part = (offset, total) this rank's slice of a global
+    indices and inputs the batch, both on the device, part = (offset, total) this rank's slice of a global
     batch of `total` examples under DistributedDataParallel ((0, B) in one process), so that random
     draws can be made for the global batch. Returns labels int64 [B] on the inputs' device.
     Subclass it; plain `Targets` are called as targets(idx, epoch).
