@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rolemodels.train import Targets
+from rolemodels.train import Resident, Targets
 
 
 def vote_counts(teacher_labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -83,10 +83,11 @@ def per_batch_teacher_targets(teacher_labels: torch.Tensor, seed: int) -> Target
     """
     generator = torch.Generator().manual_seed(seed)
     k = teacher_labels.shape[1]
+    labels = Resident(teacher_labels)
 
     def targets(idx: torch.Tensor, epoch: int) -> torch.Tensor:
         teacher = int(torch.randint(k, (1,), generator=generator))
-        return teacher_labels[idx, teacher].long()
+        return labels.on(idx.device)[idx, teacher].long()
 
     return targets
 
@@ -94,12 +95,13 @@ def per_batch_teacher_targets(teacher_labels: torch.Tensor, seed: int) -> Target
 def per_epoch_teacher_targets(teacher_labels: torch.Tensor, seed: int) -> Targets:
     """A fresh random teacher for each example every time it is seen (every epoch)."""
     n, k = teacher_labels.shape
+    labels = Resident(teacher_labels)
     drawn: dict[int, torch.Tensor] = {}
 
     def targets(idx: torch.Tensor, epoch: int) -> torch.Tensor:
-        if epoch not in drawn:  # one draw per example per epoch, made once
+        if epoch not in drawn:  # one draw per example per epoch, made once (on the CPU, then moved)
             drawn.clear()
-            drawn[epoch] = random_teacher_draws(n, k, seed + 7919 * epoch)
-        return teacher_labels[idx, drawn[epoch][idx]].long()
+            drawn[epoch] = random_teacher_draws(n, k, seed + 7919 * epoch).to(idx.device)
+        return labels.on(idx.device)[idx, drawn[epoch][idx]].long()
 
     return targets

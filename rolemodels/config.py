@@ -107,6 +107,10 @@ class TrainConfig:
     eval_batch_size: int = 8192
     checkpoint_every: int = 5  # teacher epochs between resumable checkpoints
     compile: bool = False  # torch.compile the models (pays on GPUs for long runs)
+    compile_mode: str = "default"  # torch.compile's mode: default | reduce-overhead (CUDA graphs) | max-autotune
+    # CUDA: deterministic kernels, cudnn.benchmark off, so a rerun or a resumed run repeats an
+    # uninterrupted run bit for bit (slower); CPU runs are deterministic either way
+    deterministic: bool = False
     dist_timeout: int = 1800  # torchrun: seconds a rank waits for the others (barriers, collectives) before failing
 
 
@@ -139,11 +143,13 @@ CHOICES = {
     "students.ensemble": ("vote", "sum_logits", "vote_shares", "mean_prob"),
     "students.labels": ("pool", "online"),
     "train.precision": ("auto", "bf16", "fp32"),
+    "train.compile_mode": ("default", "reduce-overhead", "max-autotune"),
 }
 
 # Keys that change how fast a run goes but not what it computes: a rerun may change them.
 NOT_RESULTS = {"train.threads", "train.eval_batch_size", "train.checkpoint_every", "train.compile", "data.cache_dir",
-               "teachers.per_device", "students.per_device", "train.dist_timeout"}
+               "teachers.per_device", "students.per_device", "train.dist_timeout", "train.compile_mode",
+               "train.deterministic"}
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

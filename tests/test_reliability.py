@@ -68,6 +68,9 @@ BAD: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
     "train.eval_batch_size": [("0", "config key train.eval_batch_size", ())],
     "train.checkpoint_every": [("0", "config key train.checkpoint_every", ())],
     "train.compile": [("fast", "config key train.compile", ())],
+    "train.compile_mode": [("turbo", "config key train.compile_mode", ()),
+                           ("reduce-overhead", "train.compile_mode", ())],  # without train.compile=true
+    "train.deterministic": [("always", "config key train.deterministic", ())],
     "train.dist_timeout": [("0", "config key train.dist_timeout", ())],
 }
 for section in ("teachers", "students"):  # the training recipe of each
