@@ -54,6 +54,14 @@ class FitSpec:
     weight_decay: float = 0.0
     schedule: str = "onecycle"  # onecycle | cosine | constant
     augment: str = "none"  # none | crop_flip
+    # At least this many examples seen, in whole passes: epochs = max(epochs, ceil(min_examples / n)),
+    # so a small pool gets enough steps and a large one at least `epochs` passes. 0: `epochs` alone
+    # (the default, which every run folder made before this key existed was trained with).
+    min_examples: int = 0
+
+    def epochs_for(self, n: int) -> int:
+        """Passes over n examples: `epochs`, or more until `min_examples` have been seen."""
+        return max(self.epochs, -(-self.min_examples // max(n, 1)))
 
     @classmethod
     def from_config(cls, section: "FitSpec") -> "FitSpec":
@@ -280,6 +288,9 @@ def validate(cfg: Config) -> None:
     for key in ("teachers.per_device", "students.per_device"):
         if flat[key] < 0:
             raise UserError(f"config key {key}: must be at least 0 (0: auto), got {flat[key]}")
+    for key in ("teachers.min_examples", "students.min_examples"):
+        if flat[key] < 0:
+            raise UserError(f"config key {key}: must be at least 0 (0: the epochs alone), got {flat[key]}")
     if cfg.students.pool_size < 0 or cfg.students.pool_size > cfg.data.n_pool and cfg.data.name == "mnist1d":
         raise UserError(f"config key students.pool_size: must be in [0, data.n_pool={cfg.data.n_pool}] "
                         f"(0: the whole pool), got {cfg.students.pool_size}")

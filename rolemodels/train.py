@@ -169,8 +169,9 @@ def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, 
     model.train()
     dtype = autocast_dtype(device, precision)
     steps_per_epoch = math.ceil(n / spec.batch_size)
+    epochs = spec.epochs_for(n)  # spec.epochs, or more passes over a small set (spec.min_examples)
     opt = _optimizer(model, spec)
-    sched = _scheduler(opt, spec, spec.epochs * steps_per_epoch)
+    sched = _scheduler(opt, spec, epochs * steps_per_epoch)
     shuffle = torch.Generator().manual_seed(seed)
     augment_gen = torch.Generator(device=device).manual_seed(seed + 1)
     start_epoch = 0
@@ -187,7 +188,7 @@ def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, 
     x = to_device_if_small(x, device)
     forward = wrap_model(model, world, device)
     forward = torch.compile(forward) if compile_model else forward
-    for epoch in range(start_epoch, spec.epochs):
+    for epoch in range(start_epoch, epochs):
         started = time.perf_counter()
         order = torch.randperm(n, generator=shuffle)
         loss_sum = torch.zeros((), device=device)
@@ -214,7 +215,7 @@ def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, 
         if log is not None:
             log({"epoch": epoch + 1, "loss": loss_sum.item() / n, "lr": opt.param_groups[0]["lr"],
                  "seconds": time.perf_counter() - started})
-        last = epoch + 1 == spec.epochs
+        last = epoch + 1 == epochs
         if (checkpoint is not None and save is not None and world.is_main and not last
                 and (epoch + 1) % checkpoint_every == 0):
             save(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
