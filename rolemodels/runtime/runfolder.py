@@ -40,7 +40,7 @@ def run_folder(out: Path, cfg: Config, force: bool, world: World) -> Iterator[Ma
     if world.is_main:
         ensure_writable(out)
         with RunLock(out):
-            check_config(out, to_dict(cfg), force, ignore=NOT_RESULTS, defaults=to_dict(Config()))
+            check_config(out, to_dict(cfg), force, ignore=NOT_RESULTS, defaults=to_dict(type(cfg)()))
             remove_temp_files(out)  # what a killed run was writing
             manifest = Manifest(out)
             world.barrier()  # the folder is ready
