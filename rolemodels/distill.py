@@ -208,7 +208,8 @@ def report_markdown(cfg: DistillConfig, d: dict, classes: list) -> str:
              f"{', '.join(f'{m:,}' for m in margins)}", "",
              "## The labels, as the student sees them", "",
              f"- estimated noise rate: {d['estimated_noise_rate']:.1%} ({d['suspected_label_errors']:,} training labels "
-             f"the student contradicts; all in suspected_label_errors.csv, most confident first)"]
+             f"the student contradicts; all in suspected_label_errors.csv, most confident first; "
+             f"docs/practitioners.md says how far to trust it)"]
     matrix = np.asarray(d["estimated_transition_matrix"])
     off = [(matrix[i, j], i, j) for i in range(len(classes)) for j in range(len(classes)) if i != j]
     lines += [f"- most common confusions (student's class -> given label): "

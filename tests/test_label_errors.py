@@ -66,3 +66,4 @@ def test_diagnostics_hold_plain_numbers():
     assert d["teachers_interpolate"] is False  # one teacher fits 98%
     assert d["vote_margin_histogram"] == [1, 0, 2] and d["unanimous_pool_fraction"] == pytest.approx(2 / 3)
     assert d["teacher_agreement"] == pytest.approx(2 / 3)
+
