@@ -240,13 +240,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
             raise UserError(f"config file {path} is not valid TOML: {err}") from None
         for key, value in flatten(table).items():
             _set(cfg, key, value)
+    apply_overrides(cfg, overrides)
+    validate(cfg)
+    return cfg
+
+
+def apply_overrides(cfg, overrides: list[str], fixed: tuple[str, ...] = ()) -> None:
+    """Set each `section.key=value` of `overrides` on the dataclass tree `cfg` (checked against the
+    default's type). Keys in the sections or names of `fixed` are refused: options set them."""
     for item in overrides:
         if "=" not in item:
             raise UserError(f"override {item!r}: expected section.key=value, e.g. teachers.count=5")
         key, text = item.split("=", 1)
+        if key.strip().split(".")[0] in fixed:
+            raise UserError(f"override {key.strip()}: set by the command's options, not by an override")
         _set(cfg, key.strip(), _parse_value(text.strip()))
-    validate(cfg)
-    return cfg
 
 
 def validate(cfg: Config) -> None:

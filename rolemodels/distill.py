@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from rolemodels.combine import plurality_vote
-from rolemodels.config import CHOICES, StudentConfig, TeacherConfig, TrainConfig, _parse_value, _set, flatten, to_dict
+from rolemodels.config import CHOICES, StudentConfig, TeacherConfig, TrainConfig, apply_overrides, flatten, to_dict
 from rolemodels.data import Dataset
 from rolemodels.errors import UserError
 from rolemodels.experiment import (distillation_targets, label_pool_with_teachers, student_architecture,
@@ -58,13 +58,7 @@ def load_distill_config(inputs: InputFiles, overrides: list[str] = ()) -> Distil
     cfg = DistillConfig(inputs=InputFiles(**{f.name: str(Path(getattr(inputs, f.name)).resolve())
                                              if getattr(inputs, f.name) else ""
                                              for f in dataclasses.fields(InputFiles)}))
-    for item in overrides:
-        if "=" not in item:
-            raise UserError(f"override {item!r}: expected section.key=value, e.g. teachers.count=5")
-        key, text = item.split("=", 1)
-        if key.strip().split(".")[0] in ("inputs", "fingerprint"):
-            raise UserError(f"override {key.strip()}: the input files are options (--data, --x-train, ...)")
-        _set(cfg, key.strip(), _parse_value(text.strip()))
+    apply_overrides(cfg, overrides, fixed=("inputs", "fingerprint"))  # the files: --data, --x-train, ...
     check_distill_config(cfg)
     return cfg
 

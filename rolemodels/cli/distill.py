@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rolemodels.cli.run import add_run_folder_options
+
 
 def register(commands) -> None:
     parser = commands.add_parser("distill", help="your own files: teachers on noisy labels, a student to ship",
@@ -18,11 +20,7 @@ def register(commands) -> None:
                        ("x-test", "test inputs (optional)"), ("y-test", "test labels (optional)"),
                        ("class-names", "names of the integer labels 0..C-1 (optional)")):
         parser.add_argument(f"--{name}", help=f".npy: {what}; overrides the array of --data")
-    parser.add_argument("--out", help="run folder (default: runs/distill)")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.add_argument("--force", action="store_true", help="start over in a folder made with another configuration")
-    parser.add_argument("--debug", dest="sub_debug", action="store_true", help="show tracebacks")
-    parser.add_argument("overrides", nargs="*", metavar="section.key=value")
+    add_run_folder_options(parser, "runs/distill")
     parser.set_defaults(func=distill_command)
 
 
