@@ -124,3 +124,13 @@ def test_row_hashes_find_repeated_rows_of_any_dtype():
         assert len(set(hashes.tolist())) == 50  # different rows, different hashes
         assert np.array_equal(row_hashes(x[[3, 3, 49]]), hashes[[3, 3, 49]])
         check_pool_is_new("pool", x[25:], x[:25])  # no repeats: no error
+
+
+def test_a_file_that_is_not_a_student_is_refused_in_one_line(tmp_path):
+    from rolemodels.errors import UserError
+
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    for name, needle in (("other.pt", "not a rolemodels student"), ("junk.pt", "cannot be read")):
+        with pytest.raises(UserError, match=needle):
+            load_student(tmp_path / name)
