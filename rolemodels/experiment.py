@@ -88,7 +88,7 @@ def training_job(name: str, label: str, arch: Architecture, recipe: TeacherConfi
     def train(model: torch.nn.Module, run: Training) -> None:
         fit(model, x, targets, spec, n=n, seed=seed, **run.fit_options)
 
-    return ModelJob(name, label, spec.epochs, lambda: new_model(arch, data, stats, seed), train)
+    return ModelJob(name, label, spec.epochs_for(n), lambda: new_model(arch, data, stats, seed), train)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -67,7 +67,9 @@ class Standardize(nn.Module):
         super().__init__()
         self.register_buffer("mean", mean.float().clone())
         self.register_buffer("std", std.float().clone())
-        self.layout = layout  # "signal": [N, L] -> [N, 1, L]; "image": NHWC -> NCHW; "flat": [N, D]
+        # "signal": [N, L] -> [N, 1, L]; "image": NHWC -> NCHW; "flat": [N, D]; "keep": as given
+        # (a user's own network, which expects its inputs as they come)
+        self.layout = layout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x.float() - self.mean) / self.std  # broadcasts over the last (channel) axis
@@ -75,6 +77,8 @@ class Standardize(nn.Module):
             return x.flatten(1).unsqueeze(1)
         if self.layout == "image":
             return x.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+        if self.layout == "keep":
+            return x
         return x.flatten(1)
 
 

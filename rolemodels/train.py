@@ -274,8 +274,9 @@ def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, 
     model.train()
     dtype = autocast_dtype(device, precision)
     steps_per_epoch = math.ceil(n / spec.batch_size)
+    epochs = spec.epochs_for(n)  # spec.epochs, or more passes over a small set (spec.min_examples)
     opt = _optimizer(model, spec, device)
-    sched = _scheduler(opt, spec, spec.epochs * steps_per_epoch)
+    sched = _scheduler(opt, spec, epochs * steps_per_epoch)
     shuffle = torch.Generator().manual_seed(seed)
     augment_gen = torch.Generator(device=device).manual_seed(seed + 1)
     start_epoch = 0
@@ -293,7 +294,7 @@ def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, 
     forward = wrap_model(model, world, device)
     forward = torch.compile(forward, mode=None if compile_mode == "default" else compile_mode) if compile_model \
         else forward
-    for epoch in range(start_epoch, spec.epochs):
+    for epoch in range(start_epoch, epochs):
         started = time.perf_counter()
         order = torch.randperm(n, generator=shuffle)
         loss_sum = torch.zeros((), device=device)
@@ -319,13 +320,13 @@ def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, 
         world.sum(loss_sum)
         epoch_loss = loss_sum.item() / n
         if not math.isfinite(epoch_loss):  # a diverged model is no result: stop, say where and why
-            raise RunError(f"{name}: the training loss became {epoch_loss} in epoch {epoch + 1} of {spec.epochs}; "
+            raise RunError(f"{name}: the training loss became {epoch_loss} in epoch {epoch + 1} of {epochs}; "
                            f"the learning rate (lr={spec.lr:g}) is likely too high for this model, or the inputs "
                            f"hold extreme values")
         if log is not None:
             log({"epoch": epoch + 1, "loss": epoch_loss, "lr": opt.param_groups[0]["lr"],
                  "seconds": time.perf_counter() - started})
-        last = epoch + 1 == spec.epochs
+        last = epoch + 1 == epochs
         if (checkpoint is not None and save is not None and world.is_main and not last
                 and (epoch + 1) % checkpoint_every == 0):
             save(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),

@@ -84,6 +84,7 @@ for section in ("teachers", "students"):  # the training recipe of each
                                     ("nan", f"config key {section}.weight_decay", ())],
         f"{section}.schedule": [("step", f"config key {section}.schedule", ())],
         f"{section}.augment": [("mixup", f"config key {section}.augment", ())],
+        f"{section}.min_examples": [("-1", f"config key {section}.min_examples", ())],
     })
 
 
