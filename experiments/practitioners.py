@@ -31,7 +31,8 @@ from sklearn.base import clone  # noqa: E402
 
 from rolemodels.combine import random_teacher_labels  # noqa: E402
 from rolemodels.estimator import RoleModelClassifier  # noqa: E402
-from rolemodels.diagnostics import as_numpy, as_teacher_labels  # noqa: E402
+from rolemodels.diagnostics import as_teacher_labels  # noqa: E402
+from rolemodels.labels import as_numpy  # noqa: E402
 from rolemodels.label_errors import suspected_label_errors  # noqa: E402
 from rolemodels.network_classifier import NetworkClassifier, seed_of  # noqa: E402
 from rolemodels.noise import apply_noise, transition_matrix  # noqa: E402

@@ -206,7 +206,7 @@ def report_markdown(cfg: DistillConfig, d: dict, classes: list) -> str:
              f"docs/practitioners.md says how far to trust it)"]
     matrix = np.asarray(d["estimated_transition_matrix"])
     off = [(matrix[i, j], i, j) for i in range(len(classes)) for j in range(len(classes)) if i != j]
-    lines += [f"- most common confusions (student's class -> given label): "
+    lines += ["- most common confusions (student's class -> given label): "
               + ", ".join(f"{classes[i]} -> {classes[j]} {v:.1%}" for v, i, j in sorted(off, reverse=True)[:5])]
     if "test_accuracy" in d:
         t = d["test_accuracy"]

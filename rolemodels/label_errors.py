@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from rolemodels.combine import vote_counts
-from rolemodels.diagnostics import as_labels, as_numpy, as_teacher_labels, teacher_agreement
+from rolemodels.diagnostics import as_teacher_labels, teacher_agreement
+from rolemodels.labels import as_numpy, check_labels
 
 
 def suspected_label_errors(given, proba) -> np.ndarray:
@@ -28,7 +29,7 @@ def suspected_label_errors(given, proba) -> np.ndarray:
     same examples. Returns int64[M] indices (ties keep the examples' order).
     """
     probs = as_numpy(proba).astype(np.float64)
-    labels = as_labels(given, "given", probs.shape[1])
+    labels = check_labels(given, "given", probs.shape[1], floats=False)
     predicted = probs.argmax(1)
     contradicted = np.flatnonzero(predicted != labels)
     confidence = probs[contradicted, predicted[contradicted]]
@@ -60,8 +61,8 @@ def estimate_noise(given, predicted, num_classes: int) -> NoiseEstimate:
     one 70 times larger. The corrections we tried (the student's confident predictions only, the
     teachers' labels on the pool) read lower still.
     """
-    labels = as_labels(given, "given", num_classes)
-    guesses = as_labels(predicted, "predicted", num_classes)
+    labels = check_labels(given, "given", num_classes, floats=False)
+    guesses = check_labels(predicted, "predicted", num_classes, floats=False)
     counts = np.bincount(guesses * num_classes + labels, minlength=num_classes * num_classes)
     counts = counts.reshape(num_classes, num_classes).astype(np.int64)
     rows = counts.sum(1, keepdims=True)
