@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rolemodels.train import Targets
+from rolemodels.train import Resident, Targets
 
 
 def vote_counts(teacher_labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -34,9 +34,13 @@ def plurality_vote(teacher_labels: torch.Tensor, num_classes: int,
     return counts.argmax(1)
 
 
-def vote_shares(teacher_labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Fraction of teachers voting for each class: float32 [N, C] (a soft label)."""
-    return vote_counts(teacher_labels, num_classes).float() / teacher_labels.shape[1]
+def vote_shares(teacher_labels: torch.Tensor, num_classes: int, *,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Fraction of teachers voting for each class: float32 [N, C] (a soft label), or `dtype`.
+
+    The share is the integer count divided by K in `dtype` (float64: exactly numpy's counts / K).
+    """
+    return vote_counts(teacher_labels, num_classes).to(dtype) / teacher_labels.shape[1]
 
 
 def mean_probability(logits: torch.Tensor) -> torch.Tensor:
@@ -49,16 +53,21 @@ def summed_logits_labels(logits: torch.Tensor) -> torch.Tensor:
     return logits.float().sum(0).argmax(1)
 
 
-def random_teacher_draws(n: int, num_teachers: int, seed: int) -> torch.Tensor:
-    """For each of n examples, the index of its own uniformly drawn teacher: int64 [n]."""
-    generator = torch.Generator().manual_seed(seed)
+def random_teacher_draws(n: int, num_teachers: int, seed: int | torch.Generator) -> torch.Tensor:
+    """For each of n examples, the index of its own uniformly drawn teacher: int64 [n].
+
+    seed: an integer, or a torch.Generator that the draws advance (the theory experiments draw
+    everything from one generator). An integer s draws what Generator().manual_seed(s) draws.
+    """
+    generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
     return torch.randint(num_teachers, (n,), generator=generator)
 
 
-def random_teacher_labels(teacher_labels: torch.Tensor, seed: int) -> torch.Tensor:
+def random_teacher_labels(teacher_labels: torch.Tensor, seed: int | torch.Generator) -> torch.Tensor:
     """The paper's random-teacher distillation: each example labelled by its own random teacher.
 
-    teacher_labels: uint8/int [N, K] -> int64 [N]. Draws are independent across examples.
+    teacher_labels: uint8/int [N, K] -> int64 [N]. Draws are independent across examples;
+    seed as in random_teacher_draws.
     """
     n, k = teacher_labels.shape
     draws = random_teacher_draws(n, k, seed)
@@ -74,10 +83,11 @@ def per_batch_teacher_targets(teacher_labels: torch.Tensor, seed: int) -> Target
     """
     generator = torch.Generator().manual_seed(seed)
     k = teacher_labels.shape[1]
+    labels = Resident(teacher_labels)
 
     def targets(idx: torch.Tensor, epoch: int) -> torch.Tensor:
         teacher = int(torch.randint(k, (1,), generator=generator))
-        return teacher_labels[idx, teacher].long()
+        return labels.on(idx.device)[idx, teacher].long()
 
     return targets
 
@@ -85,12 +95,13 @@ def per_batch_teacher_targets(teacher_labels: torch.Tensor, seed: int) -> Target
 def per_epoch_teacher_targets(teacher_labels: torch.Tensor, seed: int) -> Targets:
     """A fresh random teacher for each example every time it is seen (every epoch)."""
     n, k = teacher_labels.shape
+    labels = Resident(teacher_labels)
     drawn: dict[int, torch.Tensor] = {}
 
     def targets(idx: torch.Tensor, epoch: int) -> torch.Tensor:
-        if epoch not in drawn:  # one draw per example per epoch, made once
+        if epoch not in drawn:  # one draw per example per epoch, made once (on the CPU, then moved)
             drawn.clear()
-            drawn[epoch] = random_teacher_draws(n, k, seed + 7919 * epoch)
-        return teacher_labels[idx, drawn[epoch][idx]].long()
+            drawn[epoch] = random_teacher_draws(n, k, seed + 7919 * epoch).to(idx.device)
+        return labels.on(idx.device)[idx, drawn[epoch][idx]].long()
 
     return targets

@@ -55,6 +55,14 @@ class FitSpec:
     weight_decay: float = 0.0
     schedule: str = "onecycle"  # onecycle | cosine | constant
     augment: str = "none"  # none | crop_flip
+    # At least this many examples seen, in whole passes: epochs = max(epochs, ceil(min_examples / n)),
+    # so a small pool gets enough steps and a large one at least `epochs` passes. 0: `epochs` alone
+    # (the default, which every run folder made before this key existed was trained with).
+    min_examples: int = 0
+
+    def epochs_for(self, n: int) -> int:
+        """Passes over n examples: `epochs`, or more until `min_examples` have been seen."""
+        return max(self.epochs, -(-self.min_examples // max(n, 1)))
 
     @classmethod
     def from_config(cls, section: "FitSpec") -> "FitSpec":
@@ -107,6 +115,10 @@ class TrainConfig:
     eval_batch_size: int = 8192
     checkpoint_every: int = 5  # teacher epochs between resumable checkpoints
     compile: bool = False  # torch.compile the models (pays on GPUs for long runs)
+    compile_mode: str = "default"  # torch.compile's mode: default | reduce-overhead (CUDA graphs) | max-autotune
+    # CUDA: deterministic kernels, cudnn.benchmark off, so a rerun or a resumed run repeats an
+    # uninterrupted run bit for bit (slower); CPU runs are deterministic either way
+    deterministic: bool = False
     dist_timeout: int = 1800  # torchrun: seconds a rank waits for the others (barriers, collectives) before failing
 
 
@@ -139,11 +151,13 @@ CHOICES = {
     "students.ensemble": ("vote", "sum_logits", "vote_shares", "mean_prob"),
     "students.labels": ("pool", "online"),
     "train.precision": ("auto", "bf16", "fp32"),
+    "train.compile_mode": ("default", "reduce-overhead", "max-autotune"),
 }
 
 # Keys that change how fast a run goes but not what it computes: a rerun may change them.
 NOT_RESULTS = {"train.threads", "train.eval_batch_size", "train.checkpoint_every", "train.compile", "data.cache_dir",
-               "teachers.per_device", "students.per_device", "train.dist_timeout"}
+               "teachers.per_device", "students.per_device", "train.dist_timeout", "train.compile_mode",
+               "train.deterministic"}
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
@@ -233,13 +247,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
             raise UserError(f"config file {path} is not valid TOML: {err}") from None
         for key, value in flatten(table).items():
             _set(cfg, key, value)
+    apply_overrides(cfg, overrides)
+    validate(cfg)
+    return cfg
+
+
+def apply_overrides(cfg, overrides: list[str], fixed: tuple[str, ...] = ()) -> None:
+    """Set each `section.key=value` of `overrides` on the dataclass tree `cfg` (checked against the
+    default's type). Keys in the sections or names of `fixed` are refused: options set them."""
     for item in overrides:
         if "=" not in item:
             raise UserError(f"override {item!r}: expected section.key=value, e.g. teachers.count=5")
         key, text = item.split("=", 1)
+        if key.strip().split(".")[0] in fixed:
+            raise UserError(f"override {key.strip()}: set by the command's options, not by an override")
         _set(cfg, key.strip(), _parse_value(text.strip()))
-    validate(cfg)
-    return cfg
 
 
 # Every number a configuration holds, and the values it may take (checked before anything is
@@ -258,7 +280,8 @@ def recipe_ranges(section: str) -> dict[str, Range]:
     """The ranges of a training recipe (FitSpec) in section [teachers] or [students]."""
     return {f"{section}.epochs": at_least(1), f"{section}.batch_size": at_least(1), f"{section}.lr": POSITIVE,
             f"{section}.momentum": ((lambda v: 0 <= v < 1), "in [0, 1)"),
-            f"{section}.weight_decay": ((lambda v: v >= 0), "at least 0")}
+            f"{section}.weight_decay": ((lambda v: v >= 0), "at least 0"),
+            f"{section}.min_examples": ((lambda v: v >= 0), "at least 0 (0: the epochs alone)")}
 
 
 RANGES: dict[str, Range] = {

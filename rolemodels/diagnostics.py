@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from rolemodels.combine import vote_shares
 from rolemodels.errors import UserError
+from rolemodels.labels import as_numpy, check_labels, check_range, label_values
 from rolemodels.metrics import confusion
 
 # plurality_probability works with factorials up to this many votes (float64 stays exact
@@ -28,39 +30,15 @@ PLURALITY_BUDGET = 2**22
 
 # ----------------------------------------------------------------------------- Inputs
 
-def as_numpy(values: Any) -> np.ndarray:
-    """A numpy array or a (CPU or device) torch tensor -> numpy array."""
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    return np.asarray(values)
-
-
-def as_labels(values: Any, name: str, num_classes: int | None = None) -> np.ndarray:
-    """Integer labels [N] -> int64[N], checked to lie in [0, num_classes)."""
-    labels = as_numpy(values)
-    if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or labels.size == 0):
-        raise UserError(f"{name}: expected integer labels [N], got {labels.dtype} of shape {labels.shape}")
-    return check_range(labels.astype(np.int64), name, num_classes)
-
-
-def check_range(labels: np.ndarray, name: str, num_classes: int | None) -> np.ndarray:
-    """labels int64[...] unchanged, refused unless they lie in [0, num_classes) (when given)."""
-    if num_classes is not None and labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise UserError(f"{name}: labels must lie in [0, {num_classes - 1}], "
-                        f"got [{labels.min()}, {labels.max()}]")
-    return labels
-
-
 def as_teacher_labels(values: Any, num_examples: int | None = None,
                       num_classes: int | None = None) -> np.ndarray:
     """Teacher predictions uint8/int [N, K] (one column per teacher) -> int64[N, K]."""
-    labels = as_numpy(values)
-    if labels.ndim != 2 or labels.shape[1] == 0 or not np.issubdtype(labels.dtype, np.integer):
-        raise UserError(f"teacher_labels: expected integers [N, K] with K >= 1, "
-                        f"got {labels.dtype} of shape {labels.shape}")
+    labels = label_values(values, "teacher_labels", floats=False)
+    if labels.ndim != 2 or labels.shape[1] == 0:
+        raise UserError(f"teacher_labels: shape {labels.shape}; expected [N, K] with K >= 1 teachers")
     if num_examples is not None and labels.shape[0] != num_examples:
         raise UserError(f"teacher_labels: {labels.shape[0]:,} rows, but y_true has {num_examples:,} labels")
-    return check_range(labels.astype(np.int64), "teacher_labels", num_classes)
+    return check_range(labels, "teacher_labels", num_classes)
 
 
 def check_transition_matrix(transition: Any, num_classes: int | None = None) -> np.ndarray:
@@ -79,10 +57,8 @@ def check_transition_matrix(transition: Any, num_classes: int | None = None) -> 
 
 def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> np.ndarray:
     """Counts of (true, predicted) pairs: y_true, y_pred int[N] -> int64[C, C], rows = true."""
-    truth = as_labels(y_true, "y_true", num_classes)
-    pred = as_labels(y_pred, "y_pred", num_classes)
-    if truth.shape != pred.shape:
-        raise UserError(f"y_pred: {pred.size:,} labels, but y_true has {truth.size:,}")
+    truth = check_labels(y_true, "y_true", num_classes, floats=False)
+    pred = check_labels(y_pred, "y_pred", num_classes, truth.size, floats=False, length_of="y_true", unit="labels")
     return confusion(torch.from_numpy(pred), torch.from_numpy(truth), num_classes).numpy()
 
 
@@ -108,15 +84,6 @@ def sampler_distance(y_true: Any, y_pred: Any, transition: Any, num_classes: int
     return float(total_variation(rows, matrix[present]).mean())
 
 
-def vote_shares(teacher_labels: Any, num_classes: int) -> np.ndarray:
-    """teacher_labels int[N, K] -> float64[N, C]: share of the K teachers voting each class."""
-    labels = as_teacher_labels(teacher_labels, num_classes=num_classes)
-    n, k = labels.shape
-    offsets = np.arange(n, dtype=np.int64)[:, None] * num_classes
-    counts = np.bincount((labels + offsets).ravel(), minlength=n * num_classes)
-    return counts.reshape(n, num_classes) / k
-
-
 def pointwise_sampler_distance(y_true: Any, teacher_labels: Any, transition: Any) -> float:
     """Mean over test points of TV(teachers' vote shares at the point, T's row of its class).
 
@@ -125,8 +92,9 @@ def pointwise_sampler_distance(y_true: Any, teacher_labels: Any, transition: Any
     """
     matrix = check_transition_matrix(transition)
     num_classes = matrix.shape[0]
-    truth = as_labels(y_true, "y_true", num_classes)
-    shares = vote_shares(as_teacher_labels(teacher_labels, truth.size, num_classes), num_classes)
+    truth = check_labels(y_true, "y_true", num_classes, floats=False)
+    labels = as_teacher_labels(teacher_labels, truth.size, num_classes)
+    shares = vote_shares(torch.from_numpy(labels), num_classes, dtype=torch.float64).numpy()
     if truth.size == 0:
         raise UserError("y_true: no test points")
     return float(total_variation(shares, matrix[truth]).mean())
@@ -142,9 +110,9 @@ def teacher_agreement(teacher_labels: Any) -> float:
     if k < 2 or n == 0:
         raise UserError(f"teacher_labels: agreement needs at least 2 teachers and 1 point, "
                         f"got shape {labels.shape}")
-    if labels.min() < 0:
-        raise UserError(f"teacher_labels: labels must be nonnegative, got {labels.min()}")
-    counts = vote_shares(labels, int(labels.max()) + 1) * k
+    # shares * K, not the integer counts: from K = 22 some differ in the last bit, and the
+    # recorded numbers (theory.json, results.json) were computed this way.
+    counts = vote_shares(torch.from_numpy(labels), int(labels.max()) + 1, dtype=torch.float64).numpy() * k
     return float((counts * (counts - 1)).sum() / (n * k * (k - 1)))
 
 
@@ -154,9 +122,9 @@ def vote_share_histogram(y_true: Any, teacher_labels: Any, partner: Any) -> np.n
     y_true: int[N]; teacher_labels: int[N, K]; partner: int64[C], partner[c] the class that
     c's labels are flipped to. Returns int64[K + 1], summing to N.
     """
-    partners = as_labels(partner, "partner")
+    partners = check_labels(partner, "partner", floats=False)
     num_classes = partners.size
-    truth = as_labels(y_true, "y_true", num_classes)
+    truth = check_labels(y_true, "y_true", num_classes, floats=False)
     labels = as_teacher_labels(teacher_labels, truth.size)
     votes = (labels == partners[truth][:, None]).sum(axis=1)
     return np.bincount(votes, minlength=labels.shape[1] + 1).astype(np.int64)

@@ -23,10 +23,10 @@ from rolemodels.measure import SeedOutcome, measure_seed
 from rolemodels.metrics import accuracy
 from rolemodels.models import SAMPLERS, build_model, input_stats
 from rolemodels.runtime.files import arrays_sha256
-from rolemodels.runtime.session import open_run, start_session
+from rolemodels.runtime.session import open_run, refuse_unworkable, start_session
 from rolemodels.runtime.work import ModelJob, Training, Work
 from rolemodels.seeds import Seeds
-from rolemodels.teach import OnlineTeacherLabels, fit_sampler, label_pool, softmax_sum, teacher_subsets
+from rolemodels.teach import OnlineTeacherLabels, fit_sampler, label_pool_by_teachers, softmax_sum, teacher_subsets
 from rolemodels.train import Targets, fit, fixed_targets
 
 
@@ -88,7 +88,7 @@ def training_job(name: str, label: str, arch: Architecture, recipe: TeacherConfi
     def train(model: torch.nn.Module, run: Training) -> None:
         fit(model, x, targets, spec, n=n, seed=seed, **run.fit_options)
 
-    return ModelJob(name, label, spec.epochs, lambda: new_model(arch, data, stats, seed), train)
+    return ModelJob(name, label, spec.epochs_for(n), lambda: new_model(arch, data, stats, seed), train)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,15 +118,17 @@ def train_teachers(work: Work, cfg: Config, data: Dataset, stats, noisy: torch.T
 
 def label_pool_with_teachers(work: Work, teachers: list[torch.nn.Module], x_pool, folder: Path
                              ) -> tuple[torch.Tensor, list[np.ndarray]]:
-    """Each teacher labels the pool once: uint8 [N, K] labels and K float16 [N, C] logits."""
+    """The teachers label the pool, every teacher on each chunk while it is on the device:
+    uint8 [N, K] labels and K float16 [N, C] logits."""
     chunk = work.eval_batch_size * max(1, 65536 // work.eval_batch_size)
 
-    def label(k: int, rows: slice) -> dict[str, np.ndarray]:
-        labels, logits = label_pool(lambda xb: work.predict(teachers[k], xb), x_pool[rows], chunk=chunk)
-        return {"labels": labels, "logits": logits}
+    def label(columns: list[int], rows: slice) -> list[dict[str, np.ndarray]]:
+        predicts = [lambda xb, k=k: work.predict(teachers[k], xb, keep_on_device=True) for k in columns]
+        return [{"labels": labels, "logits": logits} for labels, logits in
+                label_pool_by_teachers(predicts, x_pool, rows, chunk=chunk, device=work.device)]
 
     columns = work.rows(folder, "pool_{part}{k}.npy", ("labels", "logits"), len(teachers), len(x_pool), label,
-                        label=lambda k: f"labelling the pool with teacher {k + 1}/{len(teachers)}",
+                        label=lambda ks: f"labelling the pool with {len(ks)} of {len(teachers)} teachers",
                         align=work.eval_batch_size)
     matrix = work.shared_array(folder / "pool_labels.npy", lambda: np.stack([c["labels"] for c in columns], axis=1))
     return torch.from_numpy(matrix), [c["logits"] for c in columns]
@@ -222,7 +224,7 @@ def run_seed(work: Work, cfg: Config, data: Dataset, stats: tuple[torch.Tensor, 
     train_fit = [accuracy(work.predict(t, data.x_train[s]).argmax(1), noisy[s]) for t, s in zip(teachers, subsets)]
     test_logits = torch.stack([work.predict(t, data.x_test) for t in teachers])  # [K, N_test, C]: the ensembles
 
-    # Pool labels: each teacher labels the unlabelled pool once.
+    # Pool labels: the teachers label the unlabelled pool, each chunk read once for all of them.
     with work.stage("labelling", times):
         pool_labels, pool_logits = label_pool_with_teachers(work, teachers, data.x_pool, folder / "pool")
 
@@ -279,6 +281,7 @@ def run_experiment(cfg: Config, out: str | Path, quiet: bool = False, force: boo
 
     started = time.perf_counter()
     session = start_session(cfg.train, quiet)
+    refuse_unworkable(cfg, session)
     # Bad data or noise is refused before anything is written to the run folder.
     data = session.world.main_first(lambda: load_dataset(cfg.data, progress=session.progress.note))
     check_dataset(data)
@@ -287,6 +290,7 @@ def run_experiment(cfg: Config, out: str | Path, quiet: bool = False, force: boo
     results = None
     with open_run(session, Path(out), cfg, force, inputs=lambda: input_fingerprints(cfg, data, noisy, T)) as work:
         stats = input_stats(data.x_train)
+        data.x_pool = work.to_device(data.x_pool)  # on a GPU where it fits: labelled and learnt from there
         per_seed = [run_seed(work, cfg, data, stats, seed) for seed in range(cfg.seed, cfg.seed + cfg.seeds)]
         if work.world.is_main:
             results = summarize_run(cfg, data, per_seed, time.perf_counter() - started)

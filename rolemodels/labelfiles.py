@@ -5,8 +5,8 @@ released `noisy_labels.npy` is such a file despite its name); `.txt`/`.csv` with
 line; `.npz` and `.pt`/`.pth` holding several arrays (CIFAR-N's `CIFAR-10_human.pt` has
 clean_label, aggre_label, worse_label, random_label1, ...), of which `key` chooses one.
 The format comes from the content (the `\\x93NUMPY`, zip and pickle magic bytes) and the
-extension, or from an explicit `fmt`. Every label array is checked: integer values, in
-[0, C) when C is known, and of the expected length when that is known.
+extension, or from an explicit `fmt`. Every label array is checked (`labels.check_labels`):
+integer values, in [0, C) when C is known, and of the expected length when that is known.
 
 Writers: `.npy` (default), `.txt`/`.csv`, raw `.int64`/`.bin`; written to a temporary file in
 the same folder and renamed into place, so an error never leaves a partial file behind.
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rolemodels.errors import UserError
+from rolemodels.labels import check_labels
 from rolemodels.runtime.files import atomic_write, reason
 
 NPY_MAGIC = b"\x93NUMPY"
@@ -45,69 +46,6 @@ WRITE_FORMATS = ("npy", "raw", "text")
 
 class LabelFileWarning(UserWarning):
     """A label file read in a format other than its name suggests."""
-
-
-# ----------------------------------------------------------------------------- checking
-
-
-def check_labels(
-    values: object,
-    source: str,
-    num_classes: int | None = None,
-    expected_length: int | None = None,
-) -> np.ndarray:
-    """Check that `values` is a 1-D array of integer class labels and return it as int64 [N].
-
-    Integer-valued floats are accepted; NaN, inf, fractions, booleans and non-numbers are not.
-    Labels must be >= 0, and < num_classes when that is given; the length must equal
-    expected_length when that is given. `source` names the input in error messages
-    ("labels file x.npy", "clean labels").
-    """
-    if hasattr(values, "detach"):  # a torch tensor
-        values = values.detach().cpu().numpy()
-    try:
-        arr = np.asarray(values)
-    except (TypeError, ValueError):
-        raise UserError(f"{source}: cannot be read as an array of labels") from None
-    if arr.dtype.kind == "b":
-        raise UserError(f"{source}: holds booleans; expected integer class labels")
-    if arr.dtype.kind not in "iuf":
-        raise UserError(f"{source}: holds {arr.dtype} values; expected integer class labels")
-    if arr.ndim != 1:
-        raise UserError(f"{source}: shape {tuple(arr.shape)}; expected a 1-D array of labels")
-    if arr.dtype.kind == "f":
-        nonfinite = np.flatnonzero(~np.isfinite(arr))
-        if nonfinite.size:
-            i = int(nonfinite[0])
-            raise UserError(f"{source}: label at index {i:,} is {arr[i]}; expected integer class labels")
-        fractional = np.flatnonzero(arr != np.floor(arr))
-        if fractional.size:
-            i = int(fractional[0])
-            raise UserError(f"{source}: label {arr[i]:g} at index {i:,} is not an integer")
-        if arr.size and np.abs(arr).max() >= 2.0**62:
-            raise UserError(f"{source}: label {arr[np.argmax(np.abs(arr))]:g} is too large for a class index")
-    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
-        raise UserError(f"{source}: label {arr.max()} is too large for a class index")
-    if expected_length is not None and arr.shape[0] != expected_length:
-        raise UserError(
-            f"{source}: {arr.shape[0]:,} labels, but the dataset has {expected_length:,} images"
-        )
-    labels = arr.astype(np.int64)
-    if labels.size:
-        negative = np.flatnonzero(labels < 0)
-        if negative.size:
-            i = int(negative[0])
-            expected = f"[0, {num_classes})" if num_classes is not None else "labels >= 0"
-            raise UserError(f"{source}: label {labels[i]} at index {i:,} is negative; expected {expected}")
-        if num_classes is not None:
-            too_big = np.flatnonzero(labels >= num_classes)
-            if too_big.size:
-                i = int(too_big[0])
-                raise UserError(
-                    f"{source}: label {labels[i]} at index {i:,} is outside [0, {num_classes}) "
-                    f"for {num_classes} classes"
-                )
-    return labels
 
 
 # ----------------------------------------------------------------------------- reading

@@ -43,6 +43,23 @@ def input_stats(x: torch.Tensor, chunk: int = 65536) -> tuple[torch.Tensor, torc
     return mean.float().reshape(-1), std.float().reshape(-1)
 
 
+class FinalLinear(nn.Linear):
+    """The last layer of every network: a Linear whose logits are float32 at inference.
+
+    Under bf16 autocast a plain Linear returns bf16 logits (8 bits of mantissa), so near-ties
+    become exact ties and argmax picks the lowest class; labels and the vote's tie-break would be
+    decided by rounding. In eval mode this layer runs in float32 outside autocast (one small
+    matrix product); in training it is a plain Linear, as autocast makes it (the loss upcasts).
+    Its parameters are a Linear's, so state_dict keys are unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or not torch.is_autocast_enabled(x.device.type):
+            return super().forward(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return F.linear(x.float(), self.weight.float(), None if self.bias is None else self.bias.float())
+
+
 class Standardize(nn.Module):
     """(x - mean) / std with the training set's statistics, then the layout the body expects."""
 
@@ -50,7 +67,9 @@ class Standardize(nn.Module):
         super().__init__()
         self.register_buffer("mean", mean.float().clone())
         self.register_buffer("std", std.float().clone())
-        self.layout = layout  # "signal": [N, L] -> [N, 1, L]; "image": NHWC -> NCHW; "flat": [N, D]
+        # "signal": [N, L] -> [N, 1, L]; "image": NHWC -> NCHW; "flat": [N, D]; "keep": as given
+        # (a user's own network, which expects its inputs as they come)
+        self.layout = layout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x.float() - self.mean) / self.std  # broadcasts over the last (channel) axis
@@ -58,6 +77,8 @@ class Standardize(nn.Module):
             return x.flatten(1).unsqueeze(1)
         if self.layout == "image":
             return x.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+        if self.layout == "keep":
+            return x
         return x.flatten(1)
 
 
@@ -74,7 +95,7 @@ class CNN1d(nn.Module):
         )
         hidden = 16 * width
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(width * ((length + 1) // 2), hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+            nn.Flatten(), nn.Linear(width * ((length + 1) // 2), hidden), nn.ReLU(), FinalLinear(hidden, num_classes)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,7 +114,7 @@ class CNN2d(nn.Module):
             nn.Conv2d(2 * width, 4 * width, 3, padding=1, stride=2), nn.ReLU(),
         )
         flat = 4 * width * ((height + 3) // 4) * ((width_px + 3) // 4)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 8 * width), nn.ReLU(), nn.Linear(8 * width, num_classes))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 8 * width), nn.ReLU(), FinalLinear(8 * width, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -115,7 +136,7 @@ class WideCNN2d(nn.Module):
         )
         flat = width * ((height + 3) // 4) * ((width_px + 3) // 4)
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 32 * width), nn.ReLU(),
-                                  nn.Linear(32 * width, num_classes))
+                                  FinalLinear(32 * width, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -150,11 +171,12 @@ class ResNet18(nn.Module):
             layers += [BasicBlock(inputs, outputs, stride), BasicBlock(outputs, outputs, 1)]
             inputs = outputs
         self.layers = nn.Sequential(*layers)
-        self.fc = nn.Linear(inputs, num_classes)
+        self.fc = FinalLinear(inputs, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.layers(self.stem(x))
-        return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+        # The global average as a mean: its backward is deterministic on CUDA, where
+        # adaptive_avg_pool2d's uses atomics (same numbers as adaptive_avg_pool2d(out, 1) on CPUs).
+        return self.fc(self.layers(self.stem(x)).mean((2, 3)))
 
 
 class MLP(nn.Module):
@@ -164,7 +186,7 @@ class MLP(nn.Module):
         super().__init__()
         hidden = 16 * width
         self.net = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, num_classes))
+                                 FinalLinear(hidden, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -227,6 +249,13 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, width
     mean = torch.zeros(1) if mean is None else mean
     std = torch.ones(1) if std is None else std
     return nn.Sequential(Standardize(mean, std, layout), body)
+
+
+def has_batch_norm(name: str) -> bool:
+    """Whether the registered network `name` has BatchNorm layers (SyncBatchNorm under DDP on GPUs)."""
+    spec = MODELS[name]
+    body, _ = spec.build(spec.usual_shape, 2, 1)
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in body.modules())
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -15,9 +15,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from rolemodels.errors import UserError
-from rolemodels.labelfiles import check_labels
+from rolemodels.labels import check_labels, check_num_classes
+from rolemodels.metrics import confusion
 
 PRESETS = ("paper", "symmetric", "pairflip", "matrix")
 MODES = ("exact", "sampled")
@@ -42,21 +44,13 @@ def check_rate(rate: float) -> float:
     return value
 
 
-def _check_num_classes(num_classes: int, minimum: int = 1) -> int:
-    if isinstance(num_classes, (bool, np.bool_)) or not isinstance(num_classes, (int, np.integer)):
-        raise UserError(f"number of classes {num_classes!r} is not an integer")
-    if num_classes < minimum:
-        raise UserError(f"number of classes is {num_classes}; expected at least {minimum}")
-    return int(num_classes)
-
-
 def paper_matrix(num_classes: int, rate: float = 0.2, shift: int | None = None) -> np.ndarray:
     """The paper's pair noise: class c keeps its label with 1 - rate, else gets (c + shift) mod C.
 
     shift defaults to C // 2 (5 for CIFAR-10: plane<->dog, car<->frog, bird<->horse, cat<->ship,
     deer<->truck). Returns float64 [C, C].
     """
-    num_classes = _check_num_classes(num_classes, 2)
+    num_classes = check_num_classes(num_classes, 2)
     rate = check_rate(rate)
     shift = num_classes // 2 if shift is None else shift
     if isinstance(shift, (bool, np.bool_)) or not isinstance(shift, (int, np.integer)):
@@ -78,7 +72,7 @@ def symmetric_matrix(num_classes: int, rate: float = 0.2) -> np.ndarray:
 
     Returns float64 [C, C].
     """
-    num_classes = _check_num_classes(num_classes, 2)
+    num_classes = check_num_classes(num_classes, 2)
     rate = check_rate(rate)
     T = np.full((num_classes, num_classes), rate / (num_classes - 1))
     np.fill_diagonal(T, 1.0 - rate)
@@ -130,7 +124,7 @@ def validate_transition_matrix(
     dominant (T[c, c] <= max_{j != c} T[c, j]): the noisy labels then favour a wrong class.
     Returns a float64 [C, C] copy with rows renormalised to sum to exactly 1.
     """
-    num_classes = _check_num_classes(num_classes)
+    num_classes = check_num_classes(num_classes)
     try:
         T = np.array(T, dtype=np.float64)
     except (TypeError, ValueError):
@@ -304,11 +298,10 @@ def realized_matrix(clean: np.ndarray, noisy: np.ndarray, num_classes: int) -> t
     counts[c, j] = #images of class c labelled j and rates = counts / row sums; the rows of
     classes absent from `clean` are zero.
     """
-    num_classes = _check_num_classes(num_classes)
+    num_classes = check_num_classes(num_classes)
     clean = check_labels(clean, "clean labels", num_classes=num_classes)
     noisy = check_labels(noisy, "noisy labels", num_classes=num_classes, expected_length=clean.shape[0])
-    counts = np.bincount(clean * num_classes + noisy, minlength=num_classes * num_classes)
-    counts = counts.reshape(num_classes, num_classes).astype(np.int64)
+    counts = confusion(torch.from_numpy(noisy), torch.from_numpy(clean), num_classes).numpy()  # rows = clean
     totals = counts.sum(axis=1, keepdims=True)
     rates = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
     return counts, rates

@@ -20,7 +20,9 @@ from typing import Iterator
 
 import torch
 
+from rolemodels.combine import vote_counts, vote_shares
 from rolemodels.errors import UserError
+from rolemodels.labels import check_labels
 
 # Entries of one [queries, training points] distance block held in memory at once.
 DISTANCE_BUDGET = 2**22
@@ -48,21 +50,10 @@ def flatten_inputs(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     return flat
 
 
-def check_labels(y: torch.Tensor, num_examples: int, num_classes: int) -> torch.Tensor:
-    """Labels -> int64[N], checked against the number of examples and classes."""
-    if int(num_classes) < 1:
-        raise UserError(f"num_classes: expected at least 1, got {num_classes}")
-    y = torch.as_tensor(y)
-    if y.dtype.is_floating_point or y.dtype == torch.bool or y.dim() != 1:
-        raise UserError(f"y: expected integer labels [N], got {y.dtype} of shape {tuple(y.shape)}")
-    if y.shape[0] != num_examples:
-        raise UserError(f"y: {y.shape[0]:,} labels, but x has {num_examples:,} examples")
-    y = y.to(torch.int64)
-    if y.min() < 0 or y.max() >= num_classes:
-        raise UserError(
-            f"y: labels must lie in [0, {num_classes - 1}], got [{int(y.min())}, {int(y.max())}]"
-        )
-    return y
+def training_labels(y: torch.Tensor, num_examples: int, num_classes: int) -> torch.Tensor:
+    """Labels of integer dtype [N] -> int64[N], checked against the examples and classes."""
+    return torch.from_numpy(check_labels(y, "y", num_classes, num_examples, floats=False,
+                                         length_of="x", unit="examples"))
 
 
 def query_blocks(num_queries: int, num_train: int, budget: int | None = None) -> Iterator[slice]:
@@ -82,21 +73,13 @@ def pairwise_distances(queries: torch.Tensor, train: torch.Tensor) -> torch.Tens
 
 # ---------------------------------------------------------------------- Nearest neighbours
 
-def neighbour_vote_shares(neighbour_labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """int64[B, k] labels of each query's neighbours -> float32[B, C] share of votes per class."""
-    counts = torch.zeros(neighbour_labels.shape[0], num_classes, dtype=torch.float32)
-    counts.scatter_add_(1, neighbour_labels, torch.ones(neighbour_labels.shape, dtype=torch.float32))
-    return counts / neighbour_labels.shape[1]
-
-
 def nearest_first_plurality(neighbour_labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Plurality of neighbours' labels; a tie goes to the tied class whose member is nearest.
 
     neighbour_labels: int64[B, k], column 0 the nearest. Returns int64[B].
     """
     batch, k = neighbour_labels.shape
-    counts = torch.zeros(batch, num_classes, dtype=torch.int64)
-    counts.scatter_add_(1, neighbour_labels, torch.ones_like(neighbour_labels))
+    counts = vote_counts(neighbour_labels, num_classes)
     # Closeness of each class's nearest member: k - rank, so the nearest scores k; absent 0.
     closeness = torch.zeros(batch, num_classes, dtype=torch.int64)
     ranks = torch.arange(k, dtype=torch.int64).expand(batch, k)
@@ -130,7 +113,7 @@ class NearestNeighbors:
     def fit(self, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> "NearestNeighbors":
         """Store the training set: x [N, ...], y int64[N] in [0, num_classes)."""
         flat = flatten_inputs(x, "x")
-        labels = check_labels(y, flat.shape[0], num_classes)
+        labels = training_labels(y, flat.shape[0], num_classes)
         if self.k > flat.shape[0]:
             raise UserError(f"k={self.k} neighbours, but only {flat.shape[0]:,} training examples")
         self.x, self.y, self.num_classes = flat, labels, int(num_classes)
@@ -151,7 +134,7 @@ class NearestNeighbors:
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """x [M, ...] -> float32[M, C]: share of the k nearest neighbours voting each class."""
-        return neighbour_vote_shares(self.neighbour_labels(x), self.num_classes)
+        return vote_shares(self.neighbour_labels(x), self.num_classes)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """x [M, ...] -> int64[M]: plurality of the k neighbours, ties to the nearest."""
@@ -252,7 +235,7 @@ class KernelInterpolator:
     def fit(self, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> "KernelInterpolator":
         """Solve for the interpolating coefficients: x [N, ...], y int64[N]."""
         flat = flatten_inputs(x, "x")
-        labels = check_labels(y, flat.shape[0], num_classes)
+        labels = training_labels(y, flat.shape[0], num_classes)
         if flat.shape[0] > MAX_KERNEL_POINTS:
             raise UserError(f"x: {flat.shape[0]:,} training points, but the kernel machine "
                             f"solves a dense system and takes at most {MAX_KERNEL_POINTS:,}")

@@ -33,26 +33,83 @@ def teacher_subsets(n: int, num_teachers: int, mode: str, overlap: float, seed: 
     raise UserError(f"config key teachers.data: {mode!r} is not one of same, overlap, disjoint, bootstrap")
 
 
-def label_pool(predict: Callable[[torch.Tensor], torch.Tensor], x_pool: torch.Tensor, chunk: int = 65536,
+def label_pool(predict: Callable[[torch.Tensor], torch.Tensor], x_pool, chunk: int = 65536,
                labels_out: np.ndarray | None = None, logits_out: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
-    """One teacher's labels and logits for the whole pool, chunk by chunk.
+    """One teacher's labels and logits for the whole pool, chunk by chunk (`label_pool_by_teachers`
+    with one teacher). Returns uint8 [N] labels and float16 [N, C] logits (written into the given
+    arrays, e.g. memory maps, when passed)."""
+    return label_pool_by_teachers([predict], x_pool, chunk=chunk, outputs=[(labels_out, logits_out)])[0]
 
-    predict: inputs [B, ...] -> logits float32 [B, C]. Returns uint8 [N] labels and float16
-    [N, C] logits (written into the given arrays, e.g. memory maps, when passed).
+
+def label_pool_by_teachers(predicts: list[Callable[[torch.Tensor], torch.Tensor]], x_pool, rows: slice | None = None,
+                           *, chunk: int = 65536, device: torch.device | None = None,
+                           outputs: list[tuple[np.ndarray | None, np.ndarray | None]] | None = None
+                           ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every teacher's labels and logits for the pool's `rows` (default all), reading each chunk once.
+
+    predicts: K functions, inputs [B, ...] -> logits float32 [B, C] (on any device). x_pool: the
+    pool [N, ...] as a tensor (on any device), array, memory map or ConcatPool. Each chunk of
+    `chunk` rows is read once (the next one read ahead while this one is labelled, for a pool
+    in host memory), copied to `device` once when given, and labelled there by every teacher;
+    labels (argmax) and float16 logits are made there and copied back without blocking while
+    the next chunk is labelled. A row is labelled in the chunk it has in K calls of one
+    teacher each, so the results are theirs. Returns K pairs (uint8 [n] labels, float16 [n, C]
+    logits), n = the number of rows, written into `outputs` (K pairs of arrays or None) when given.
     """
-    n = x_pool.shape[0]
-    for first in range(0, n, chunk):
-        logits = predict(torch.as_tensor(x_pool[first:first + chunk]))
-        if labels_out is None:
-            labels_out = np.empty(n, dtype=np.uint8)
-        if logits_out is None:
-            logits_out = np.empty((n, logits.shape[1]), dtype=np.float16)
-        labels_out[first:first + len(logits)] = logits.argmax(1).numpy().astype(np.uint8)
-        logits_out[first:first + len(logits)] = logits.numpy().astype(np.float16)
-    if labels_out is None:
+    first, last, _ = (rows or slice(None)).indices(x_pool.shape[0])
+    if last <= first:
         raise UserError("the pool is empty: distillation needs unlabelled examples")
-    return labels_out, logits_out
+    outputs = [list(pair) for pair in (outputs or [(None, None)] * len(predicts))]
+    starts = range(first, last, chunk)
+    streaming = not isinstance(x_pool, torch.Tensor) or (device is not None and x_pool.device != device)
+    pin = streaming and device is not None and device.type == "cuda"
+
+    def read(start: int) -> torch.Tensor:
+        part = torch.as_tensor(x_pool[start:min(start + chunk, last)])
+        return part.pin_memory() if pin else part
+
+    def keep(start: int, labels: torch.Tensor, logits: torch.Tensor, copied) -> None:
+        if copied is not None:
+            copied.synchronize()  # the copies back to host memory are done
+        for k, pair in enumerate(outputs):
+            if pair[0] is None:
+                pair[0] = np.empty(last - first, dtype=np.uint8)
+            if pair[1] is None:
+                pair[1] = np.empty((last - first, logits.shape[2]), dtype=np.float16)
+            pair[0][start - first:start - first + labels.shape[1]] = labels[k].numpy()
+            pair[1][start - first:start - first + labels.shape[1]] = logits[k].numpy()
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        ahead = reader.submit(read, starts[0])
+        pending = None
+        for i, start in enumerate(starts):
+            inputs = ahead.result()
+            if i + 1 < len(starts):
+                ahead = reader.submit(read, starts[i + 1])
+            if device is not None:
+                inputs = inputs.to(device, non_blocking=True)
+            logits = torch.stack([predict(inputs).float() for predict in predicts])  # [K, b, C]
+            labels, logits = host_copy(logits.argmax(2).to(torch.uint8)), host_copy(logits.half())
+            copied = torch.cuda.Event() if labels.is_pinned() else None
+            if copied is not None:
+                copied.record()
+            if pending is not None:
+                keep(*pending)
+            pending = (start, labels, logits, copied)
+        keep(*pending)
+    return [(pair[0], pair[1]) for pair in outputs]
+
+
+def host_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A GPU tensor's copy in pinned host memory, made without blocking (wait for the stream
+    before reading it); a CPU tensor as it is."""
+    if tensor.device.type != "cuda":
+        return tensor
+    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    return host.copy_(tensor, non_blocking=True)
 
 
 def softmax_sum(logits: list[np.ndarray], chunk: int = 262144) -> torch.Tensor:

@@ -2,10 +2,10 @@
 
 Setup. x is uniform on the unit square; its true class is the Voronoi cell of ten fixed
 centres; the observed label is drawn per example from the paper's transition matrix
-T = 0.8 I + 0.2 P, where P swaps class c with its partner (c + 5) mod 10. The Bayes-optimal
-classifier is therefore the cell itself. Accuracy is always measured against the clean
-label (the cell), as in the paper: the Bayes-optimal classifier scores 1.0 there, and 0.8
-against noisy labels (both computed exactly, see bayes_accuracy).
+T = 0.8 I + 0.2 P (noise.paper_matrix), where P swaps class c with its partner (c + 5) mod 10.
+The Bayes-optimal classifier is therefore the cell itself. Accuracy is always measured
+against the clean label (the cell), as in the paper: the Bayes-optimal classifier scores 1.0
+there, and 0.8 against noisy labels (both computed exactly, see bayes_accuracy).
 
 Three experiments, each a function below:
 1. sampling_vs_learning: the 1-nearest-neighbour rule (a sampler) against the k-NN
@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from rolemodels import diagnostics
-from rolemodels.combine import vote_counts
+from rolemodels.combine import random_teacher_labels, vote_counts
+from rolemodels.noise import paper_matrix
 from rolemodels.samplers import NearestNeighbors, nearest_first_plurality
 
 # ----------------------------------------------------------------------------- Setup
@@ -68,17 +69,6 @@ QUICK = TheoryConfig(train_sizes=(100, 400, 1600), size_repeats=2, test_size=200
                      distill_teachers=5, pool_sizes=(50, 200, 800), distill_repeats=6)
 
 
-def swap_transition_matrix(num_classes: int = NUM_CLASSES, noise: float = NOISE_RATE) -> torch.Tensor:
-    """T = (1 - noise) I + noise P, P the swap c -> (c + C/2) mod C: float64[C, C], rows = true."""
-    eye = torch.eye(num_classes, dtype=torch.float64)
-    return (1 - noise) * eye + noise * eye[partner_classes(num_classes)]
-
-
-def partner_classes(num_classes: int = NUM_CLASSES) -> torch.Tensor:
-    """int64[C]: the class each class's labels are flipped to, (c + C/2) mod C."""
-    return (torch.arange(num_classes) + num_classes // 2) % num_classes
-
-
 def true_class(x: torch.Tensor, centres: torch.Tensor = CENTRES) -> torch.Tensor:
     """float[..., 2] points -> int64[...]: index of the nearest centre (the Voronoi cell).
 
@@ -94,7 +84,14 @@ def sample_inputs(n: int, generator: torch.Generator) -> torch.Tensor:
 
 
 def apply_transition(y_true: torch.Tensor, transition: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Noisy labels int64[N]: each drawn independently from T's row of its true class."""
+    """Noisy labels int64[N]: each drawn independently from T's row of its true class.
+
+    The same noise as noise.apply_noise(mode="sampled"), drawn differently on purpose: that one
+    draws from numpy's PCG64 seeded by an integer (a seed gives the same labels on any machine),
+    this one from the experiment's torch.Generator, which every draw of an experiment advances
+    in turn. Sharing one would change every number in theory.json, and the docs quote a full
+    run's. The matrix itself is noise.paper_matrix.
+    """
     return torch.multinomial(transition[y_true].float(), 1, generator=generator).squeeze(1)
 
 
@@ -128,12 +125,6 @@ def vote_random_ties(teacher_labels: torch.Tensor, num_classes: int, generator: 
     # Counts are integers, so a uniform [0, 1) jitter only reorders tied classes, uniformly.
     jitter = torch.rand(counts.shape, generator=generator, dtype=torch.float64)
     return (counts + jitter).argmax(dim=1)
-
-
-def draw_random_teacher(teacher_labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """int64[N]: for each example, the label of one teacher chosen uniformly at random."""
-    pick = torch.randint(teacher_labels.shape[1], (teacher_labels.shape[0], 1), generator=generator)
-    return teacher_labels.gather(1, pick).squeeze(1)
 
 
 def odd_sqrt(n: int) -> int:
@@ -313,7 +304,7 @@ def distillation(config: TheoryConfig, transition: torch.Tensor, generator: torc
         pool = sample_inputs(max(config.pool_sizes), generator)
         votes = teacher_votes(x, y, teachers, torch.cat([pool, x_test]))
         votes, test_votes = votes[:len(pool)], votes[len(pool):]
-        ensemble, random = vote_random_ties(votes, NUM_CLASSES, generator), draw_random_teacher(votes, generator)
+        ensemble, random = vote_random_ties(votes, NUM_CLASSES, generator), random_teacher_labels(votes, generator)
         teacher_accuracy.append(float((test_votes == y_test[:, None]).double().mean()))
         ensemble_accuracy.append(float((vote_random_ties(test_votes, NUM_CLASSES, generator) == y_test).double().mean()))
         per_pool = {key: [] for key in keys}
@@ -338,11 +329,11 @@ def distillation(config: TheoryConfig, transition: torch.Tensor, generator: torc
 def run_theory(config: TheoryConfig, seed: int = 0) -> dict:
     """All three experiments; returns the results dict that theory.json holds."""
     start = time.perf_counter()
-    transition = swap_transition_matrix()
+    transition = torch.from_numpy(paper_matrix(NUM_CLASSES, NOISE_RATE))
     masses = region_masses()
     steps = [("sampling_vs_learning", sampling_vs_learning, transition),
              ("sampling_vs_learning_high_noise", sampling_vs_learning,
-              swap_transition_matrix(noise=config.high_noise)),
+              torch.from_numpy(paper_matrix(NUM_CLASSES, config.high_noise))),
              ("ensemble", ensemble_vs_teachers, transition),
              ("distillation", distillation, transition)]
     experiments = {}

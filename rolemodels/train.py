@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -23,7 +24,8 @@ from rolemodels.config import FitSpec
 from rolemodels.runtime.world import SINGLE, World, my_slice, shard_range, wrap_model
 from rolemodels.errors import RunError, UserError
 
-# (batch indices int64[B], epoch) -> class labels int64[B], or class probabilities float[B, C] (soft labels)
+# (batch indices int64[B] on the training device, epoch) -> class labels int64[B], or class
+# probabilities float[B, C] (soft labels), best on the indices' device (see `Resident`)
 Targets = Callable[[torch.Tensor, int], torch.Tensor]
 
 
@@ -31,7 +33,7 @@ class LabelsFromInputs:
     """Targets computed from each batch's inputs as the model sees them (after augmentation).
 
     `fit` calls such targets as targets(idx, epoch, inputs, part): idx int64 [B] the batch's
-    indices, inputs the batch on the device, part = (offset, total) this rank's slice of a global
+    indices and inputs the batch, both on the device, part = (offset, total) this rank's slice of a global
     batch of `total` examples under DistributedDataParallel ((0, B) in one process), so that random
     draws can be made for the global batch. Returns labels int64 [B] on the inputs' device.
     Subclass it; plain `Targets` are called as targets(idx, epoch).
@@ -81,11 +83,13 @@ def autocast_dtype(device: torch.device, precision: str, training: bool = True) 
     return None
 
 
-def _optimizer(model: nn.Module, spec: FitSpec) -> torch.optim.Optimizer:
+def _optimizer(model: nn.Module, spec: FitSpec, device: torch.device) -> torch.optim.Optimizer:
+    # On a GPU one fused kernel updates every parameter (fewer launches per step); elsewhere torch's default.
+    fused = {"fused": True} if device.type == "cuda" else {}
     if spec.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum,
-                               weight_decay=spec.weight_decay, nesterov=spec.momentum > 0)
-    return torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+                               weight_decay=spec.weight_decay, nesterov=spec.momentum > 0, **fused)
+    return torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay, **fused)
 
 
 def _scheduler(opt: torch.optim.Optimizer, spec: FitSpec, total_steps: int):
@@ -96,38 +100,105 @@ def _scheduler(opt: torch.optim.Optimizer, spec: FitSpec, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
 
 
+class Resident:
+    """A tensor with one copy on each device it is asked for, made on first use.
+
+    Targets keep their labels in one: a GPU step then gathers its labels on the device, where
+    copying them from host memory each step would wait for the host.
+    """
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+        self._copies = {tensor.device: tensor}
+
+    def on(self, device: torch.device) -> torch.Tensor:
+        if device not in self._copies:
+            self._copies[device] = self.tensor.to(device)
+        return self._copies[device]
+
+
 def fixed_targets(labels: torch.Tensor) -> Targets:
-    """Targets for a label vector int64[N] that does not change between epochs."""
-    return lambda idx, epoch: labels[idx]
+    """Targets for a label vector int64[N] (or soft labels float[N, C]) that does not change
+    between epochs: labels[idx] on the indices' device."""
+    resident = Resident(labels)
+    return lambda idx, epoch: resident.on(idx.device)[idx]
 
 
-DEVICE_COPY_LIMIT = 4 * 2**30  # inputs up to this size are copied to the GPU once, as stored (uint8 stays uint8)
+def input_bytes(x) -> int:
+    """Bytes of inputs [N, ...] stored as a tensor, an array or a pool (anything with shape and dtype)."""
+    return math.prod(x.shape) * torch.empty(0, dtype=_torch_dtype(x.dtype)).element_size()
 
 
-def to_device_if_small(x, device: torch.device):
-    """The inputs on the device when they are a tensor that fits; else as they are (e.g. a memory map)."""
-    if device.type == "cpu" or not isinstance(x, torch.Tensor) or x.device == device:
+def _torch_dtype(dtype) -> torch.dtype:
+    return dtype if isinstance(dtype, torch.dtype) else torch.from_numpy(np.empty(0, dtype=dtype)).dtype
+
+
+def device_copy_limit(device: torch.device) -> int:
+    """Bytes of inputs that may be copied to `device` and kept there: half of a GPU's free memory
+    (the other half is left for training and labelling); 0 on a CPU, where inputs stay as they
+    are (a memory-mapped pool is never loaded whole)."""
+    if device.type != "cuda":
+        return 0
+    free, _ = torch.cuda.mem_get_info(device)
+    return free // 2
+
+
+def on_device(x, device: torch.device, limit: int | None = None, chunk_bytes: int = 1 << 28):
+    """x as a tensor on `device` when its inputs fit in `limit` bytes (default device_copy_limit);
+    otherwise x as it is (batches then gather from it on the host).
+
+    x: a tensor, array, memory map or pool [N, ...] (uint8 stays uint8). It is read front to
+    back in contiguous chunks of about `chunk_bytes`, each copied without blocking from a pinned
+    buffer on a GPU, so a pool on disk is read once, in large sequential reads.
+    """
+    if isinstance(x, torch.Tensor) and x.device == device:
         return x
-    if x.numel() * x.element_size() <= DEVICE_COPY_LIMIT:
-        return x.to(device)
-    return x
+    limit = device_copy_limit(device) if limit is None else limit
+    size = input_bytes(x)
+    if size > limit:
+        return x
+    n = x.shape[0]
+    out = torch.empty(tuple(x.shape), dtype=_torch_dtype(x.dtype), device=device)
+    rows = max(1, chunk_bytes // max(1, size // max(1, n)))  # rows per chunk
+    for first in range(0, n, rows):
+        part = torch.as_tensor(x[first:first + rows])
+        if device.type == "cuda":
+            part = part.pin_memory()  # the caching host allocator keeps it until the copy is done
+        out[first:first + rows].copy_(part, non_blocking=True)
+    return out
+
+
+def place_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """The model on `device`, laid out as training leaves it there: on a GPU NHWC weights
+    (channels_last, 4-D tensors only) to match the NHWC batches Standardize makes, so a teacher
+    read from disk runs the kernels of a freshly trained one. Always outside inference mode:
+    parameters moved inside it would become inference tensors that a later `fit` cannot train."""
+    with torch.inference_mode(False):
+        model.to(device)
+        if device.type == "cuda":
+            model.to(memory_format=torch.channels_last)
+    return model
 
 
 def batches(x, order: torch.Tensor, batch_size: int, device: torch.device, world: World = SINGLE):
-    """(indices, inputs on the device) for consecutive slices of `order` (this rank's part of each).
+    """(indices, inputs), both on the device, for consecutive slices of `order` (this rank's part of each).
 
-    Inputs already on the device are gathered there. Otherwise (a pool in host memory or
-    memory-mapped) each batch is gathered on the host by a background thread one batch ahead,
-    pinned when the device is a GPU, and copied without blocking, so the copy of batch i + 1
-    overlaps the computation of batch i.
+    `order` (int64 [n], on the CPU) is copied to the device once, so no step copies its
+    indices from the host. Inputs already on the device are gathered there. Otherwise (a pool
+    in host memory or memory-mapped) each batch is gathered on the host by a background thread
+    one batch ahead, pinned when the device is a GPU, and copied without blocking, so the copy
+    of batch i + 1 overlaps the computation of batch i.
     """
-    slices = [my_slice(order[first:first + batch_size], world) for first in range(0, len(order), batch_size)]
-    if getattr(x, "device", None) == device:
+    starts = range(0, len(order), batch_size)
+    here = order.to(device)
+    slices = [my_slice(here[first:first + batch_size], world) for first in starts]
+    if isinstance(x, torch.Tensor) and x.device == device:
         for idx in slices:
             yield idx, x[idx]
         return
     from concurrent.futures import ThreadPoolExecutor
 
+    host = [my_slice(order[first:first + batch_size], world) for first in starts]
     pin = device.type == "cuda"
 
     def gather(idx: torch.Tensor) -> torch.Tensor:
@@ -135,25 +206,58 @@ def batches(x, order: torch.Tensor, batch_size: int, device: torch.device, world
         return part.pin_memory() if pin else part
 
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(gather, slices[0]) if slices else None
+        pending = pool.submit(gather, host[0]) if host else None
         for i, idx in enumerate(slices):
-            host = pending.result()
-            pending = pool.submit(gather, slices[i + 1]) if i + 1 < len(slices) else None
-            yield idx, host.to(device, non_blocking=True)
+            inputs = pending.result()
+            pending = pool.submit(gather, host[i + 1]) if i + 1 < len(host) else None
+            yield idx, inputs.to(device, non_blocking=True)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A training checkpoint read onto the CPU, whichever device wrote it.
+
+    Generator states must arrive as CPU byte tensors (Generator.set_state refuses others, on
+    every device); model and optimizer tensors are copied to the parameters' device when loaded.
+    """
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
+    """The saved optimizer state (moved to the parameters' device by torch), keeping this
+    device's implementation (fused on a GPU), not the one of the device that saved it."""
+    kept = [{key: group[key] for key in ("fused", "foreach") if key in group} for group in opt.param_groups]
+    opt.load_state_dict(state)
+    for group, settings in zip(opt.param_groups, kept):
+        group.update(settings)
+
+
+def restore_generator(generator: torch.Generator, state: torch.Tensor) -> bool:
+    """Continue `generator` from a saved state. A state of another device's kind (a checkpoint
+    written on a GPU resumed on a CPU, or the reverse: the generators differ) cannot be; then the
+    generator stays as seeded, its draws differ from an uninterrupted run's, and this returns False."""
+    try:
+        generator.set_state(state)
+    except RuntimeError:
+        return False
+    return True
 
 
 def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, spec: FitSpec, *, seed: int,
         device: torch.device, n: int | None = None, precision: str = "auto", checkpoint: Path | None = None,
         checkpoint_every: int = 5, save: Callable[[Path, dict], None] | None = None,
-        log: Callable[[dict], None] | None = None, compile_model: bool = False, world: World = SINGLE,
-        name: str = "model") -> nn.Module:
+        log: Callable[[dict], None] | None = None, compile_model: bool = False, compile_mode: str = "default",
+        world: World = SINGLE, name: str = "model") -> nn.Module:
     """Train `model` on x[:n] (inputs [N, ...], any dtype the model's Standardize accepts; n
     defaults to all of x) with the labels `targets` gives for each batch; returns the model.
 
-    The shuffle order comes from a generator seeded with `seed`, so two runs with the same seed
-    see the same batches. With `checkpoint`, the model, optimizer, scheduler and generator are
-    saved every `checkpoint_every` epochs (through `save`, which should write atomically), and a
-    run that finds the file resumes after the saved epoch with identical results.
+    The shuffle order comes from a CPU generator seeded with `seed`, so two runs with the same
+    seed see the same batches on any device; each epoch's order is copied to the device once.
+    Inputs are kept on the device when they fit (`on_device`). With `checkpoint`, the model,
+    optimizer, scheduler and generators are saved every `checkpoint_every` epochs (through
+    `save`, which should write atomically), and a run that finds the file resumes after the
+    saved epoch, on whichever device, with the results of an uninterrupted run (on a GPU only
+    with deterministic kernels: `train.deterministic`). compile_mode: torch.compile's mode
+    ("default", or "reduce-overhead" for CUDA graphs) when compile_model.
 
     With a `world` of W > 1 ranks the model trains as DistributedDataParallel: every rank draws
     the same shuffle, takes its contiguous slice of each global batch of spec.batch_size (any
@@ -166,31 +270,31 @@ def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, 
     n = len(x) if n is None else n
     if n < 1:
         raise UserError("cannot train on an empty set")
-    model.to(device)
-    if device.type == "cuda":  # image models: NHWC weights to match the NHWC batches (4-D tensors only)
-        model.to(memory_format=torch.channels_last)
+    place_model(model, device)
     model.train()
     dtype = autocast_dtype(device, precision)
     steps_per_epoch = math.ceil(n / spec.batch_size)
-    opt = _optimizer(model, spec)
-    sched = _scheduler(opt, spec, spec.epochs * steps_per_epoch)
+    epochs = spec.epochs_for(n)  # spec.epochs, or more passes over a small set (spec.min_examples)
+    opt = _optimizer(model, spec, device)
+    sched = _scheduler(opt, spec, epochs * steps_per_epoch)
     shuffle = torch.Generator().manual_seed(seed)
     augment_gen = torch.Generator(device=device).manual_seed(seed + 1)
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        state = load_checkpoint(checkpoint)
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        load_optimizer_state(opt, state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         shuffle.set_state(state["shuffle"])
-        augment_gen.set_state(state["augment"])
+        restore_generator(augment_gen, state["augment"])
         start_epoch = state["epoch"]
     if spec.augment == "crop_flip":
         from rolemodels.augment import random_crop_flip
-    x = to_device_if_small(x, device)
+    x = on_device(x, device)
     forward = wrap_model(model, world, device)
-    forward = torch.compile(forward) if compile_model else forward
-    for epoch in range(start_epoch, spec.epochs):
+    forward = torch.compile(forward, mode=None if compile_mode == "default" else compile_mode) if compile_model \
+        else forward
+    for epoch in range(start_epoch, epochs):
         started = time.perf_counter()
         order = torch.randperm(n, generator=shuffle)
         loss_sum = torch.zeros((), device=device)
@@ -216,13 +320,13 @@ def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, 
         world.sum(loss_sum)
         epoch_loss = loss_sum.item() / n
         if not math.isfinite(epoch_loss):  # a diverged model is no result: stop, say where and why
-            raise RunError(f"{name}: the training loss became {epoch_loss} in epoch {epoch + 1} of {spec.epochs}; "
+            raise RunError(f"{name}: the training loss became {epoch_loss} in epoch {epoch + 1} of {epochs}; "
                            f"the learning rate (lr={spec.lr:g}) is likely too high for this model, or the inputs "
                            f"hold extreme values")
         if log is not None:
             log({"epoch": epoch + 1, "loss": epoch_loss, "lr": opt.param_groups[0]["lr"],
                  "seconds": time.perf_counter() - started})
-        last = epoch + 1 == spec.epochs
+        last = epoch + 1 == epochs
         if (checkpoint is not None and save is not None and world.is_main and not last
                 and (epoch + 1) % checkpoint_every == 0):
             save(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -240,18 +344,26 @@ def slice_loss(logits: torch.Tensor, labels: torch.Tensor, total: int, world: Wo
     return F.cross_entropy(logits.float(), labels) * (len(labels) * world.size / total)
 
 
-@torch.inference_mode()
-def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, precision: str = "auto",
-                   batch_size: int = 8192) -> torch.Tensor:
-    """Logits float32 [N, C] on the CPU, computed in chunks (x may be memory-mapped)."""
-    model.to(device)
+def predict_logits(model: nn.Module, x, device: torch.device, precision: str = "auto", batch_size: int = 8192,
+                   keep_on_device: bool = False) -> torch.Tensor:
+    """Logits float32 [N, C] of inputs x [N, ...] (a tensor on any device, an array or a memory
+    map), computed in batches of `batch_size` on `device`; on the CPU, or on `device` with
+    keep_on_device (no copy back, no wait for the device)."""
+    place_model(model, device)  # outside inference mode: the model stays trainable
     model.eval()
-    dtype = autocast_dtype(device, precision, training=False)
+    return _logits(model, x, device, autocast_dtype(device, precision, training=False), batch_size, keep_on_device)
+
+
+@torch.inference_mode()
+def _logits(model: nn.Module, x, device: torch.device, dtype: torch.dtype | None, batch_size: int,
+            keep_on_device: bool) -> torch.Tensor:
     out = []
     for first in range(0, x.shape[0], batch_size):
         xb = torch.as_tensor(x[first:first + batch_size]).to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            out.append(model(xb).float().cpu())
+            logits = model(xb).float()
+        out.append(logits if keep_on_device else logits.cpu())
     if not out:  # no examples: an empty batch still gives [0, C]
-        return model(torch.as_tensor(x[:0]).to(device)).float().cpu()
+        logits = model(torch.as_tensor(x[:0]).to(device)).float()
+        return logits if keep_on_device else logits.cpu()
     return torch.cat(out)

@@ -16,6 +16,7 @@ from rolemodels.combine import (
     per_batch_teacher_targets,
     per_epoch_teacher_targets,
     plurality_vote,
+    random_teacher_draws,
     random_teacher_labels,
     summed_logits_labels,
     vote_counts,
@@ -68,6 +69,15 @@ def test_vote_shares_are_fractions():
     shares = vote_shares(labels([[0, 0, 1, 2]]), 3)
     assert shares.dtype == torch.float32
     assert shares.tolist() == [[0.5, 0.25, 0.25]]
+
+
+def test_vote_shares_in_float64_are_counts_over_k_as_numpy_divides():
+    # diagnostics' float64 numbers were numpy's integer counts / K: the same bits, for every K.
+    for k in (3, 22, 25, 100):
+        tl = torch.randint(7, (400, k), generator=torch.Generator().manual_seed(k)).to(torch.uint8)
+        shares = vote_shares(tl, 7, dtype=torch.float64)
+        counts = np.stack([np.bincount(row, minlength=7) for row in tl.numpy()])
+        assert shares.dtype == torch.float64 and np.array_equal(shares.numpy(), counts / k)
 
 
 # ----------------------------------------------------------------------------- plurality vote
@@ -209,6 +219,35 @@ def test_random_teacher_independent_per_example_with_two_disagreeing_teachers():
     # every batch of 256 consecutive examples mixes both teachers
     for batch in picks.split(256):
         assert 0 < int(batch.sum()) < len(batch)
+
+
+def test_random_teacher_from_a_generator_draws_what_its_seed_draws():
+    tl = distinct_teacher_labels(1000, 5, 10)
+    generator = torch.Generator().manual_seed(7)
+    first, second = random_teacher_labels(tl, generator), random_teacher_labels(tl, generator)
+    assert torch.equal(first, random_teacher_labels(tl, 7))
+    assert not torch.equal(first, second)  # the generator advanced
+    reference = torch.Generator().manual_seed(7)
+    torch.randint(5, (1000,), generator=reference)  # the first call's draws
+    assert torch.equal(second, tl[torch.arange(1000), torch.randint(5, (1000,), generator=reference)].long())
+    assert torch.equal(random_teacher_draws(1000, 5, torch.Generator().manual_seed(3)),
+                       random_teacher_draws(1000, 5, 3))
+
+
+def test_random_teacher_from_a_generator_draws_what_the_theory_drew():
+    # theory.py drew one [N, 1] randint and gathered: same stream, same labels, same next draw.
+    votes = torch.randint(10, (600, 5), generator=torch.Generator().manual_seed(1))
+    old, new = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    pick = torch.randint(votes.shape[1], (votes.shape[0], 1), generator=old)
+    assert torch.equal(random_teacher_labels(votes, new), votes.gather(1, pick).squeeze(1))
+    assert torch.equal(torch.rand(3, generator=old), torch.rand(3, generator=new))
+
+
+def test_random_teacher_from_a_generator_picks_each_teacher_equally_often():
+    g = torch.Generator().manual_seed(5)
+    picks = random_teacher_labels(torch.tensor([[0, 1, 2]]).expand(30000, -1), g)
+    share = torch.bincount(picks, minlength=3).double() / 30000
+    assert torch.allclose(share, torch.full((3,), 1 / 3, dtype=torch.float64), atol=0.012)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -121,9 +121,9 @@ def test_bad_input_raises_user_errors():
         dg.sampler_distance([0], [0], np.ones((2, 2)), 2)
     with pytest.raises(UserError, match="2 classes, expected 3"):
         dg.sampler_distance([0], [0], np.eye(2), 3)
-    with pytest.raises(UserError, match=r"labels must lie in \[0, 1\]"):
+    with pytest.raises(UserError, match=r"^y_true: label 2 at index 1 is outside \[0, 2\) for 2 classes$"):
         dg.confusion_matrix([0, 2], [0, 1], 2)
-    with pytest.raises(UserError, match="1 labels, but y_true has 2"):
+    with pytest.raises(UserError, match="^y_pred: 1 labels, but y_true has 2 labels$"):
         dg.confusion_matrix([0, 1], [0], 2)
     with pytest.raises(UserError, match="3 rows, but y_true has 2"):
         dg.pointwise_sampler_distance([0, 1], np.zeros((3, 2), int), np.eye(2))
@@ -133,5 +133,13 @@ def test_bad_input_raises_user_errors():
         dg.plurality_probability([0.5, 0.6], 3)
     with pytest.raises(UserError, match="number of votes"):
         dg.plurality_probability([0.5, 0.5], 0)
-    with pytest.raises(UserError, match="integer labels"):
+    with pytest.raises(UserError, match="^y_true: holds float64 values; expected integer labels$"):
         dg.confusion_matrix([0.0, 1.0], [0, 1], 2)
+    with pytest.raises(UserError, match=r"teacher_labels: label -1 at index \(0, 1\) is negative"):
+        dg.teacher_agreement(np.array([[0, -1], [1, 1]]))
+    with pytest.raises(UserError, match=r"teacher_labels: label 2 at index \(1, 0\) is outside \[0, 2\)"):
+        dg.pointwise_sampler_distance([0, 1], np.array([[0, 1], [2, 1]]), np.eye(2))
+    with pytest.raises(UserError, match="teacher_labels: holds float64 values"):
+        dg.teacher_agreement(np.zeros((3, 2)))
+    with pytest.raises(UserError, match=r"teacher_labels: shape \(3,\); expected \[N, K\]"):
+        dg.teacher_agreement(np.zeros(3, int))

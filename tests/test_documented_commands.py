@@ -108,6 +108,22 @@ CIFAR_SMALL = ("rolemodels run --config configs/cifar10-paper.toml data.root=DAT
 NOISE_MAKE = ("rolemodels noise make --labels ../shared/data/cifar10_train_labels.npy --preset paper --rate 0.2 "
               "--seed 0 --out noisy.npy")
 
+DISTILL = "rolemodels distill --data mine.npz --out runs/mine"
+# distill at a few seconds' size: 2 small teachers, a student that sees 2,000 examples
+DISTILL_SMALL = ("teachers.count=2", "teachers.width=4", "teachers.epochs=2", "teachers.min_examples=0",
+                 "students.min_examples=2000", "train.threads=1")
+
+
+def _distilled(done: subprocess.CompletedProcess, work: Path) -> None:
+    diagnostics = json.loads((work / "runs/mine/diagnostics.json").read_text())
+    assert {"teacher_fit", "estimated_noise_rate", "suspected_label_errors", "test_accuracy"} <= set(diagnostics)
+    assert np.load(work / "runs/mine/pool/pool_labels.npy").shape == (600, 2)
+
+
+def _predicted(done: subprocess.CompletedProcess, work: Path) -> None:
+    assert np.load(work / "labels.npy").shape == (30,) and "30 labels written" in done.stdout
+
+
 COMMANDS: dict[str, Run | Skip] = {
     # The README's two commands make a virtual environment and install: CI runs the second (.ci/run).
     "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e . && rolemodels run":
@@ -138,6 +154,13 @@ COMMANDS: dict[str, Run | Skip] = {
     "torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29500 --rdzv-id cifar10 "
     "-m rolemodels run --config cifar10-paper --out /shared/runs/cifar10":
         Skip("two machines with 4 GPUs each and a shared filesystem"),
+    DISTILL: Run(_distilled, DISTILL_SMALL),
+    "rolemodels predict --model runs/mine/student.pt --inputs new.npy --out labels.npy":
+        Run(_predicted, before=DISTILL),
+    "python experiments/practitioners.py":
+        Skip("every case: about 25 minutes on 2 cores; its --table runs here, its --list below"),
+    "python experiments/practitioners.py --table": Run(lambda done, work: "mnist1d/paper20/train4000" in done.stdout
+                                                       or pytest.fail(done.stdout)),
     "python experiments/study_decorrelation.py --seeds 2 train.threads=1":
         Skip("the study: about 2 hours on 2 cores; its --help runs below"),
 }
@@ -154,8 +177,10 @@ INLINE: dict[str, Run] = {
         Run(lambda done, work: _table_printed(done, work, "runs/mnist1d"), tuple(SMALL[3:])),
     "rolemodels theory --quick --out theory": Run(lambda done, work: json.loads((work / "theory/theory.json").read_text())),
     "python experiments/study_decorrelation.py --help": Run(_help),
+    "python experiments/practitioners.py --list": Run(lambda done, work: "tabular/paper/pool700" in done.stdout
+                                                      or pytest.fail(done.stdout)),
     **{f"rolemodels {command} --help": Run(_help)
-       for command in ("", "run", "noise", "noise make", "noise inspect", "models", "theory")},
+       for command in ("", "run", "distill", "predict", "noise", "noise make", "noise inspect", "models", "theory")},
     "rolemodels models": Run(lambda done, work: all(name in done.stdout for name in ("cnn1d", "cnn2d_wide", "resnet18"))
                              or pytest.fail(done.stdout)),
     "rolemodels models --input-shape 28,28,1": Run(lambda done, work: "28x28x1" in done.stdout
@@ -185,6 +210,7 @@ def files(tmp_path_factory) -> Path:
               for part, n in (("train", 200), ("test", 100), ("pool", 600))}
     arrays.update({f"y_{part}": rng.integers(0, 3, n) for part, n in (("train", 200), ("test", 100))})
     np.savez(files / "mine.npz", **arrays)
+    np.save(files / "new.npy", rng.standard_normal((30, 12)).astype(np.float32))
     return files
 
 
@@ -221,8 +247,10 @@ def test_documented_command_runs(command: str, how: Run, work: Path, tmp_path_fa
         pytest.skip(f"needs {SHARED}")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
            "ROLEMODELS_CACHE": str(tmp_path_factory.getbasetemp() / "cache")}
-    if how.before:
-        subprocess.run(_argv(how.before), cwd=work, env=env, capture_output=True, timeout=600, check=True)
+    if how.before:  # with the small-size arguments that command has in COMMANDS
+        before = COMMANDS.get(how.before)
+        extra = before.extra if isinstance(before, Run) else ()
+        subprocess.run([*_argv(how.before), *extra], cwd=work, env=env, capture_output=True, timeout=600, check=True)
     done = subprocess.run([*_argv(command), *how.extra], cwd=work, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rolemodels.errors import RunError, UserError
-from rolemodels.labelfiles import LabelFileWarning, check_labels, detect_format, read_labels, write_labels
+from rolemodels.labelfiles import LabelFileWarning, detect_format, read_labels, write_labels
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LABELS = np.array([6, 9, 9, 4, 1, 1, 2, 7, 8, 3], dtype=np.int64)
@@ -179,28 +179,6 @@ def test_range_check(tmp_path):
     np.save(tmp_path / "neg.npy", np.array([0, -1]))
     with pytest.raises(UserError, match="label -1 at index 1 is negative"):
         read_labels(tmp_path / "neg.npy")
-
-
-@pytest.mark.parametrize(
-    "values, message",
-    [
-        (np.array([1.0, 2.5]), "label 2.5 at index 1 is not an integer"),
-        (np.array([1.0, np.nan]), "label at index 1 is nan"),
-        (np.array([np.inf]), "label at index 0 is inf"),
-        (np.array([True, False]), "booleans"),
-        (np.array(["1", "2"]), "<U1 values"),
-        (np.zeros((2, 3), dtype=np.int64), r"shape \(2, 3\); expected a 1-D array"),
-        (np.array([2**64 - 1], dtype=np.uint64), "too large"),
-    ],
-)
-def test_check_labels_rejects(values, message):
-    with pytest.raises(UserError, match=message):
-        check_labels(values, "labels file y.npy")
-
-
-def test_check_labels_accepts_integral_floats():
-    out = check_labels(np.array([0.0, 3.0, 2.0]), "labels", num_classes=4)
-    assert out.dtype == np.int64 and out.tolist() == [0, 3, 2]
 
 
 @pytest.mark.skipif(not (DATA / "cifar10_noisy_labels_authors.int64").exists(), reason="shared data absent")

@@ -68,6 +68,9 @@ BAD: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
     "train.eval_batch_size": [("0", "config key train.eval_batch_size", ())],
     "train.checkpoint_every": [("0", "config key train.checkpoint_every", ())],
     "train.compile": [("fast", "config key train.compile", ())],
+    "train.compile_mode": [("turbo", "config key train.compile_mode", ()),
+                           ("reduce-overhead", "train.compile_mode", ())],  # without train.compile=true
+    "train.deterministic": [("always", "config key train.deterministic", ())],
     "train.dist_timeout": [("0", "config key train.dist_timeout", ())],
 }
 for section in ("teachers", "students"):  # the training recipe of each
@@ -81,6 +84,7 @@ for section in ("teachers", "students"):  # the training recipe of each
                                     ("nan", f"config key {section}.weight_decay", ())],
         f"{section}.schedule": [("step", f"config key {section}.schedule", ())],
         f"{section}.augment": [("mixup", f"config key {section}.augment", ())],
+        f"{section}.min_examples": [("-1", f"config key {section}.min_examples", ())],
     })
 
 

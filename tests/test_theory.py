@@ -10,26 +10,36 @@ import torch
 from rolemodels import diagnostics, theory, theory_report
 from rolemodels.cli import theory as cli_theory
 from rolemodels.errors import UserError
+from rolemodels.noise import noise_partner, paper_matrix
 
 
 # ---------------------------------------------------------------------- distribution
 
+def paper_T(rate=theory.NOISE_RATE):
+    """The theory's transition matrix: noise.paper_matrix as float64 [10, 10] torch."""
+    return torch.from_numpy(paper_matrix(theory.NUM_CLASSES, rate))
+
+
 def test_transition_matrix_is_the_paper_swap():
-    T = theory.swap_transition_matrix()
+    T = paper_T()
     assert T.shape == (10, 10) and torch.allclose(T.sum(dim=1), torch.ones(10, dtype=torch.float64))
     for c in range(10):
         assert T[c, c] == pytest.approx(0.8) and T[c, (c + 5) % 10] == pytest.approx(0.2)
-    assert theory.partner_classes().tolist() == [5, 6, 7, 8, 9, 0, 1, 2, 3, 4]
+    assert noise_partner(T.numpy()).tolist() == [5, 6, 7, 8, 9, 0, 1, 2, 3, 4]
+    # To the bit the matrix (1 - r) I + r P the theory built itself before, so its numbers stand.
+    eye = torch.eye(10, dtype=torch.float64)
+    for rate in (0.2, 0.4, 0.6):
+        assert torch.equal(paper_T(rate), (1 - rate) * eye + rate * eye[(torch.arange(10) + 5) % 10])
 
 
 def test_bayes_accuracy_is_exact():
     masses = theory.region_masses(resolution=200)
     assert masses.sum().item() == pytest.approx(1.0) and (masses > 0.03).all()
-    T = theory.swap_transition_matrix()
+    T = paper_T()
     assert theory.bayes_accuracy(T, masses, "clean") == pytest.approx(1.0)
     assert theory.bayes_accuracy(T, masses, "noisy") == pytest.approx(0.8)
     # With 60% flips the Bayes-optimal label is the partner: 0 on clean labels, 0.6 on noisy.
-    flipped = theory.swap_transition_matrix(noise=0.6)
+    flipped = paper_T(0.6)
     assert theory.bayes_accuracy(flipped, masses, "clean") == pytest.approx(0.0)
     assert theory.bayes_accuracy(flipped, masses, "noisy") == pytest.approx(0.6)
 
@@ -37,7 +47,7 @@ def test_bayes_accuracy_is_exact():
 def test_noisy_labels_follow_T():
     g = torch.Generator().manual_seed(0)
     y = torch.full((20000,), 3)
-    noisy = theory.apply_transition(y, theory.swap_transition_matrix(), g)
+    noisy = theory.apply_transition(y, paper_T(), g)
     assert set(noisy.unique().tolist()) == {3, 8}
     assert (noisy == 8).double().mean().item() == pytest.approx(0.2, abs=4 * math.sqrt(0.16 / 20000))
 
@@ -88,13 +98,6 @@ def test_plurality_vote_breaks_ties_uniformly_like_plurality_probability():
         wins = torch.bincount(theory.vote_random_ties(votes, 3, g), minlength=3).double() / n
         expected = diagnostics.plurality_probability(p.double().numpy(), k)
         assert np.allclose(wins.numpy(), expected, atol=4 * math.sqrt(0.25 / n))
-
-
-def test_random_teacher_picks_each_teacher_equally_often():
-    g = torch.Generator().manual_seed(5)
-    picks = theory.draw_random_teacher(torch.tensor([[0, 1, 2]]).expand(30000, -1), g)
-    share = torch.bincount(picks, minlength=3).double() / 30000
-    assert torch.allclose(share, torch.full((3,), 1 / 3, dtype=torch.float64), atol=0.012)
 
 
 def test_learner_k_is_odd_and_about_sqrt_n():

@@ -1,4 +1,4 @@
-"""Command line: `rolemodels run|noise|models|theory`, one module a command. User errors print one line and exit 2."""
+"""Command line: `rolemodels run|distill|predict|noise|models|theory`, one module a command; bad input: one line, exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -15,9 +15,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     # Each command lives in its own module and registers itself here.
-    from rolemodels.cli import models, noise, run, theory
+    from rolemodels.cli import distill, models, noise, predict, run, theory
 
-    for command in (run, noise, models, theory):
+    for command in (run, distill, predict, noise, models, theory):
         command.register(commands)
     return parser
 

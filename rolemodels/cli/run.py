@@ -14,12 +14,17 @@ def register(commands) -> None:
                                              "and students distilled on the pool. Overrides: section.key=value.")
     parser.add_argument("--config", help="a TOML preset file, or the name of one in configs/ (mnist1d, tiny, "
                         "cifar10-paper, cifar10-authors-code); default: mnist1d")
-    parser.add_argument("--out", help="run folder (default: runs/NAME, NAME from the config)")
+    add_run_folder_options(parser, "runs/NAME, NAME from the config")
+    parser.set_defaults(func=run_command)
+
+
+def add_run_folder_options(parser, default_out: str) -> None:
+    """--out, --quiet, --force, --debug and section.key=value overrides: a command with a run folder."""
+    parser.add_argument("--out", help=f"run folder (default: {default_out})")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--force", action="store_true", help="start over in a folder made with another configuration")
     parser.add_argument("--debug", dest="sub_debug", action="store_true", help="show tracebacks")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value")
-    parser.set_defaults(func=run_command)
 
 
 def resolve_preset(name: str | None) -> Path | None:

@@ -42,7 +42,7 @@ def run_folder(out: Path, cfg: Config, force: bool, world: World,
     if world.is_main:
         ensure_writable(out)
         with RunLock(out):
-            check_config(out, to_dict(cfg), force, ignore=NOT_RESULTS, defaults=to_dict(Config()),
+            check_config(out, to_dict(cfg), force, ignore=NOT_RESULTS, defaults=to_dict(type(cfg)()),
                          inputs=inputs() if inputs else None)
             remove_temp_files(out)  # what a killed run was writing
             manifest = Manifest(out)

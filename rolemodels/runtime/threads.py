@@ -8,13 +8,14 @@ from typing import Callable
 import torch
 
 
-def trainings_at_once(per_device: int, device: torch.device) -> int:
+def trainings_at_once(per_device: int, device: torch.device, compiled: bool = False) -> int:
     """How many trainings share a device: per_device, or for 0 (auto) 2 on a CPU with at least two
     threads (small models keep two cores busier as two one-thread trainings than as one
-    two-thread training: 1.26x measured, docs/benchmarks.md) and 1 elsewhere."""
+    two-thread training: 1.26x measured, docs/benchmarks.md) and 1 elsewhere, or when the models
+    are compiled (torch.compile is not thread-safe: runtime/session.py refuses per_device > 1 then)."""
     if per_device > 0:
         return per_device
-    return 2 if device.type == "cpu" and torch.get_num_threads() >= 2 else 1
+    return 2 if device.type == "cpu" and torch.get_num_threads() >= 2 and not compiled else 1
 
 
 def side_by_side(jobs: list[Callable[[], None]], device: torch.device, slots: int | None = None) -> None:
@@ -36,13 +37,18 @@ def side_by_side(jobs: list[Callable[[], None]], device: torch.device, slots: in
     threads_before = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(max(1, threads_before // slots))
+    # The caller's stream made the jobs' inputs (data copied to the device, models placed there):
+    # each job's stream waits for it before its first kernel, and the caller's waits for every job.
+    producer = torch.cuda.current_stream(device) if device.type == "cuda" else None
 
     def run(index: int, job: Callable[[], None]) -> None:
         try:
-            if device.type == "cuda":
+            if producer is not None:
                 stream = torch.cuda.Stream(device)
+                stream.wait_stream(producer)
                 with torch.cuda.stream(stream):
                     job()
+                producer.wait_stream(stream)
                 stream.synchronize()
             else:
                 job()

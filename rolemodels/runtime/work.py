@@ -30,7 +30,7 @@ from rolemodels.runtime.manifest import Manifest
 from rolemodels.runtime.progress import Progress
 from rolemodels.runtime.threads import side_by_side, trainings_at_once
 from rolemodels.runtime.world import World, shard_range
-from rolemodels.train import predict_logits
+from rolemodels.train import on_device, place_model, predict_logits
 
 
 @dataclass
@@ -61,16 +61,21 @@ class Work:
     """The run's machinery for one process: run folder, manifest, ranks, device, threads, progress."""
 
     def __init__(self, out: Path, manifest: Manifest, world: World, device: torch.device, progress: Progress, *,
-                 precision: str, eval_batch_size: int, checkpoint_every: int, compile_model: bool):
+                 precision: str, eval_batch_size: int, checkpoint_every: int, compile_model: bool,
+                 compile_mode: str = "default"):
         self.out, self.manifest, self.world, self.device, self.progress = out, manifest, world, device, progress
         self.precision, self.eval_batch_size = precision, eval_batch_size
-        self.checkpoint_every, self.compile_model = checkpoint_every, compile_model
+        self.checkpoint_every, self.compile_model, self.compile_mode = checkpoint_every, compile_model, compile_mode
 
     # ----------------------------------------------------------------------------- small helpers
 
-    def predict(self, model: torch.nn.Module, x) -> torch.Tensor:
-        """Logits float32 [N, C] on the CPU, in eval batches on the run's device."""
-        return predict_logits(model, x, self.device, self.precision, self.eval_batch_size)
+    def predict(self, model: torch.nn.Module, x, keep_on_device: bool = False) -> torch.Tensor:
+        """Logits float32 [N, C] on the CPU (or left on the device), in eval batches on the run's device."""
+        return predict_logits(model, x, self.device, self.precision, self.eval_batch_size, keep_on_device)
+
+    def to_device(self, x):
+        """x on the run's device when it fits in half the free device memory (train.on_device), else as it is."""
+        return on_device(x, self.device)
 
     def log(self, record: dict) -> None:
         """One line of metrics.jsonl (metrics.rank<r>.jsonl on rank r > 0: one writer a file)."""
@@ -119,7 +124,8 @@ class Work:
         if spread not in ("ranks", "ddp"):
             raise ValueError(f"spread must be 'ranks' or 'ddp', got {spread!r}")
         mine = self.world.teachers(len(jobs)) if spread == "ranks" else list(range(len(jobs)))
-        at_once = trainings_at_once(per_device, self.device) if spread == "ranks" or self.world.size == 1 else 1
+        at_once = (trainings_at_once(per_device, self.device, self.compile_model)
+                   if spread == "ranks" or self.world.size == 1 else 1)
         models: dict[int, torch.nn.Module] = {}
         for first in range(0, len(mine), at_once):
             pending = []
@@ -130,6 +136,7 @@ class Work:
                             else self.world.main_decides(lambda: self.is_finished(path)))  # all train, or none
                 if finished:
                     models[i].load_state_dict(load_torch(path))
+                    place_model(models[i], self.device)  # as `fit` leaves a trained model, so kernels match
                 else:
                     pending.append(i)
             jobs_now = [lambda i=i: self._train(jobs[i], models[i], folder, spread, resumable, log or {},
@@ -159,7 +166,8 @@ class Work:
         checkpoint = folder / f"{job.name}.resume.pt" if resumable else None
         if checkpoint is not None and checkpoint.exists():
             self.is_finished(checkpoint)  # a damaged checkpoint is reported and deleted: train from the start
-        options = {"name": job.label, "device": self.device, "precision": self.precision, "compile_model": self.compile_model,
+        options = {"name": job.label, "device": self.device, "precision": self.precision,
+                   "compile_model": self.compile_model, "compile_mode": self.compile_mode,
                    "log": log, "checkpoint": checkpoint, "checkpoint_every": self.checkpoint_every,
                    "save": self.save_torch, "world": self.world if spread == "ddp" else World()}
         job.train(model, Training(options))
@@ -179,22 +187,22 @@ class Work:
                            f"is the run folder on a filesystem every machine shares?")
         model = job.build()
         model.load_state_dict(load_torch(path))
-        if self.device.type == "cuda":  # the memory format `fit` leaves a trained model in, so kernels match
-            model.to(self.device, memory_format=torch.channels_last)
-        return model
+        return place_model(model, self.device)  # as `fit` leaves a trained model, so kernels match
 
     # ----------------------------------------------------------------------------- rows
 
     def rows(self, folder: Path, pattern: str, parts: tuple[str, ...], count: int, n: int,
-             compute: Callable[[int, slice], dict[str, np.ndarray]], *, label: Callable[[int], str],
-             align: int) -> list[dict[str, np.ndarray]]:
+             compute: Callable[[list[int], slice], list[dict[str, np.ndarray]]], *,
+             label: Callable[[list[int]], str], align: int) -> list[dict[str, np.ndarray]]:
         """`count` columns of n rows, each column one array per part; every file kept and read back.
 
-        compute(k, rows) gives column k's arrays for a slice of the rows, by part (e.g. {"labels":
-        uint8 [b], "logits": float16 [b, C]}); they are kept as pattern.format(part=..., k=k) in
-        `folder`. Under torchrun rank r computes one contiguous block of rows (whole blocks of `align`
-        rows, so every row is computed in the batch it has in one process) into shard files, and
-        rank 0 joins them, checking every row is there. Returns each column's arrays, memory-mapped.
+        compute(columns, rows) gives the arrays of each of the listed columns (those not yet kept)
+        for a slice of the rows, all at once, by part (e.g. [{"labels": uint8 [b], "logits":
+        float16 [b, C]}, ...], one dict per column), so the rows are read once for every column.
+        Column k is kept as pattern.format(part=..., k=k) in `folder`. Under torchrun rank r
+        computes one contiguous block of rows (whole blocks of `align` rows, so every row is
+        computed in the batch it has in one process) into shard files, and rank 0 joins them,
+        checking every row is there. Returns each column's arrays, memory-mapped.
         """
         first, last = shard_range(n, self.world.rank, self.world.size, align=align)
         blocks = [shard_range(n, r, self.world.size, align=align) for r in range(self.world.size)]
@@ -212,13 +220,13 @@ class Work:
         # Rank 0 says which columns are finished, so no rank touches files it does not write.
         done = self.world.main_decides(lambda: [all(self.is_finished(whole(p, k)) for p in parts)
                                                 for k in range(count)])
-        for k in range(count):
-            if done[k] or first == last or all(self.is_finished(shard(p, k, first, last)) for p in parts):
-                continue
-            self.progress.start(label(k), 1)
-            arrays = compute(k, slice(first, last))
-            for part in parts:
-                self.save_npy(shard(part, k, first, last), arrays[part])
+        todo = [k for k in range(count) if not done[k] and first < last
+                and not all(self.is_finished(shard(p, k, first, last)) for p in parts)]
+        if todo:
+            self.progress.start(label(todo), 1)
+            for k, arrays in zip(todo, compute(todo, slice(first, last))):
+                for part in parts:
+                    self.save_npy(shard(part, k, first, last), arrays[part])
             self.progress.done()
         self.world.barrier()  # every block is on disk
         if self.world.is_main and blocks[0] != (0, n):

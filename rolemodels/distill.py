@@ -1,0 +1,217 @@
+"""`rolemodels distill` on a practitioner's own files: noisy labels in, a student to ship out.
+
+The pipeline of experiment.py without what needs clean labels: teachers fit the noisy labels,
+label the pool, one student learns from their vote (or from one random teacher per example),
+and the student, who never saw the training labels, says which of them look wrong. The run
+folder resumes like `rolemodels run`'s and holds:
+
+    student.pt                  the student, self-contained (rolemodels.load_student, `rolemodels predict`)
+    pool/pool_labels.npy        uint8 [N, K]: each teacher's label of each pool example
+    diagnostics.json            teacher fit and agreement, vote margins, estimated noise, suspected errors
+    suspected_label_errors.csv  every training example the student contradicts, most confident first
+    report.md                   the same, to read
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rolemodels.combine import plurality_vote
+from rolemodels.config import CHOICES, StudentConfig, TeacherConfig, TrainConfig, apply_overrides, flatten, to_dict
+from rolemodels.data import Dataset
+from rolemodels.errors import UserError
+from rolemodels.experiment import (distillation_targets, label_pool_with_teachers, student_architecture,
+                                   train_teachers, training_job)
+from rolemodels.label_errors import distillation_diagnostics, suspected_label_errors
+from rolemodels.metrics import accuracy
+from rolemodels.models import MODELS, SAMPLERS, input_stats
+from rolemodels.runtime.files import atomic_write_json, atomic_write_text, file_sha256
+from rolemodels.runtime.session import open_run, start_session
+from rolemodels.seeds import Seeds
+from rolemodels.student import Student, student_state
+from rolemodels.teach import softmax_sum
+from rolemodels.userdata import InputFiles, UserData, read_user_data
+
+STUDENT_EXAMPLES = 200_000  # the student sees at least this many examples: 1 pass of the default run's pool
+TEACHER_EXAMPLES = 60_000  # teachers: at least 30 epochs, and this many examples on a small training set
+
+
+@dataclass
+class DistillConfig:
+    name: str = "distill"
+    seed: int = 0  # teachers, random-teacher draws, student (seeds.py's rule for experiment seed `seed`)
+    combine: str = "vote"  # vote: ensemble distillation (students.ensemble) | random: one random teacher per example
+    inputs: InputFiles = field(default_factory=InputFiles)
+    fingerprint: str = ""  # set from the input files: a rerun on other data is refused
+    teachers: TeacherConfig = field(default_factory=lambda: TeacherConfig(model="auto", min_examples=TEACHER_EXAMPLES))
+    students: StudentConfig = field(default_factory=lambda: StudentConfig(min_examples=STUDENT_EXAMPLES))
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def load_distill_config(inputs: InputFiles, overrides: list[str] = ()) -> DistillConfig:
+    """The defaults with these input files and `section.key=value` overrides, checked."""
+    cfg = DistillConfig(inputs=InputFiles(**{f.name: str(Path(getattr(inputs, f.name)).resolve())
+                                             if getattr(inputs, f.name) else ""
+                                             for f in dataclasses.fields(InputFiles)}))
+    apply_overrides(cfg, overrides, fixed=("inputs", "fingerprint"))  # the files: --data, --x-train, ...
+    check_distill_config(cfg)
+    return cfg
+
+
+def check_distill_config(cfg: DistillConfig) -> None:
+    """Refuse values that cannot make a student, naming the key and what is allowed."""
+    flat = flatten(to_dict(cfg))
+    for key, allowed in CHOICES.items():
+        if key in flat and flat[key] not in allowed:
+            raise UserError(f"config key {key}: {flat[key]!r} is not one of {', '.join(allowed)}")
+    if cfg.combine not in ("vote", "random"):
+        raise UserError(f"config key combine: {cfg.combine!r} is not one of vote, random")
+    for key in ("teachers.count", "teachers.width", "teachers.epochs", "teachers.batch_size", "students.epochs",
+                "students.batch_size", "train.eval_batch_size"):
+        if flat[key] < 1:
+            raise UserError(f"config key {key}: must be at least 1, got {flat[key]}")
+    for key in ("teachers.min_examples", "students.min_examples", "teachers.per_device", "students.per_device"):
+        if flat[key] < 0:
+            raise UserError(f"config key {key}: must be at least 0, got {flat[key]}")
+    for key in ("teachers.lr", "students.lr"):
+        if not flat[key] > 0:
+            raise UserError(f"config key {key}: must be positive, got {flat[key]}")
+    if cfg.teachers.model not in (*MODELS, *SAMPLERS, "auto"):
+        raise UserError(f"config key teachers.model: unknown model {cfg.teachers.model!r}: choose auto or one of "
+                        f"{', '.join([*MODELS, *SAMPLERS])}")
+    if cfg.students.model and cfg.students.model not in MODELS:
+        raise UserError(f"config key students.model: unknown model {cfg.students.model!r}: choose one of "
+                        f"{', '.join(MODELS)}")
+    if cfg.students.labels != "pool":
+        raise UserError("config key students.labels: distill labels the pool once (pool); online labels need "
+                        "`rolemodels run`")
+
+
+def resolved(cfg: DistillConfig, data: UserData) -> DistillConfig:
+    """cfg with teachers.model=auto made concrete for the data and the input files' fingerprint."""
+    cfg = dataclasses.replace(cfg, teachers=dataclasses.replace(cfg.teachers), students=dataclasses.replace(cfg.students))
+    network = "cnn2d_wide" if data.x_train.dim() == 4 else "mlp"  # images [H, W, C]: the CPU-friendly CNN
+    if cfg.teachers.model == "auto":
+        cfg.teachers.model = network
+    if cfg.teachers.model in SAMPLERS and not cfg.students.model:  # k-NN or kernel teachers: a network student
+        cfg.students.model = network
+    paths = sorted({getattr(cfg.inputs, f.name) for f in dataclasses.fields(InputFiles)} - {""})
+    cfg.fingerprint = " ".join(file_sha256(p)[1][:16] for p in paths)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline
+
+
+def run_distill(cfg: DistillConfig, out: str | Path, quiet: bool = False, force: bool = False) -> dict:
+    """Teachers, pool labels, student and diagnostics in folder `out` (resumed when it holds a
+    run of this configuration); returns the diagnostics."""
+    started, times = time.perf_counter(), {}
+    data = read_user_data(cfg.inputs)  # every check before anything is written
+    cfg = resolved(cfg, data)
+    session = start_session(cfg.train, quiet)
+    if session.world.size > 1:
+        raise UserError("rolemodels distill runs in one process; start it without torchrun")
+    out = Path(out)
+    with open_run(session, out, cfg, force) as work:
+        dataset = as_dataset(data, out.name)
+        stats = input_stats(dataset.x_train)
+        seeds, K, C = Seeds(cfg.seed), cfg.teachers.count, data.num_classes
+        noisy = data.y_train
+
+        with work.stage("teachers", times):
+            teachers, subsets = train_teachers(work, cfg, dataset, stats, noisy, seeds, out / "teachers")
+        fits = [accuracy(work.predict(t, dataset.x_train[s]).argmax(1), noisy[s]) for t, s in zip(teachers, subsets)]
+        with work.stage("labelling", times):
+            pool_labels, pool_logits = label_pool_with_teachers(work, teachers, dataset.x_pool, out / "pool")
+        ensemble, random = distillation_targets(cfg.students, teachers, pool_labels, pool_logits, K, seeds.draws(K), C)
+        arch = student_architecture(cfg, dataset)
+        job = training_job("student", f"student ({cfg.combine})", arch, cfg.students, dataset.x_pool,
+                           len(dataset.x_pool), ensemble if cfg.combine == "vote" else random,
+                           seeds.ensemble_student(0), dataset, stats)
+        with work.stage("student", times):
+            [student] = work.models([job], out / "students", spread="ddp", per_device=1)
+        work.save_torch(out / "student.pt", student_state(Student(student, arch.model, arch.width, dataset.input_shape,
+                                                                  data.classes, input_dtype(dataset.x_train))))
+
+        proba = torch.softmax(work.predict(student, dataset.x_train), 1).numpy()
+        diagnostics = {"classes": [str(c) for c in data.classes], "n_train": len(noisy), "n_pool": len(data.x_pool),
+                       "teachers": K, "teacher_model": cfg.teachers.model, "student_model": arch.model,
+                       **distillation_diagnostics(noisy.numpy(), proba, fits, pool_labels.numpy(), C)}
+        if data.x_test is not None:
+            diagnostics["test_accuracy"] = accuracy_on_test(work, teachers, student, data, C)
+        diagnostics["seconds"] = {**{k: round(v, 1) for k, v in times.items()},
+                                  "total": round(time.perf_counter() - started, 1)}
+        atomic_write_json(out / "diagnostics.json", diagnostics)
+        write_suspected_errors(out / "suspected_label_errors.csv", noisy.numpy(), proba, data.classes)
+        atomic_write_text(out / "report.md", report_markdown(cfg, diagnostics, data.classes))
+    session.close()
+    session.progress.note(f"student in {out}/student.pt, diagnostics in {out}/diagnostics.json, report in "
+                          f"{out}/report.md")
+    return diagnostics
+
+
+def as_dataset(data: UserData, name: str) -> Dataset:
+    """The user's arrays in the layout experiment.py's stages take (no test set: empty ones)."""
+    empty = data.x_train[:0]
+    return Dataset(name, data.x_train, data.y_train, data.x_test if data.x_test is not None else empty,
+                   data.y_test if data.y_test is not None else torch.zeros(0, dtype=torch.int64), data.x_pool, None,
+                   data.num_classes, [str(c) for c in data.classes])
+
+
+def input_dtype(x: torch.Tensor) -> str:
+    return "uint8" if x.dtype == torch.uint8 else "float32"
+
+
+def accuracy_on_test(work, teachers, student, data: UserData, C: int) -> dict:
+    """On the test set: each teacher, their plurality vote and the student."""
+    logits = torch.stack([work.predict(t, data.x_test) for t in teachers])  # [K, N, C]
+    vote = plurality_vote(logits.argmax(2).T, C, softmax_sum([lg.numpy() for lg in logits]))
+    per_teacher = [accuracy(lg.argmax(1), data.y_test) for lg in logits]
+    return {"teachers": per_teacher, "teacher_mean": float(np.mean(per_teacher)), "ensemble": accuracy(vote, data.y_test),
+            "student": accuracy(work.predict(student, data.x_test).argmax(1), data.y_test)}
+
+
+def write_suspected_errors(path: Path, given: np.ndarray, proba: np.ndarray, classes: list) -> None:
+    """index,given,student,confidence for every contradicted training label, most confident first."""
+    rows = ["index,given,student,confidence"]
+    for i in suspected_label_errors(given, proba):
+        rows.append(f"{i},{classes[given[i]]},{classes[int(proba[i].argmax())]},{proba[i].max():.4f}")
+    atomic_write_text(path, "\n".join(rows) + "\n")
+
+
+def report_markdown(cfg: DistillConfig, d: dict, classes: list) -> str:
+    """report.md: what was trained, how the teachers did, what the student says about the labels."""
+    fit = d["teacher_fit"]
+    margins = d["vote_margin_histogram"]
+    lines = [f"# {cfg.name}: distillation from {d['teachers']} teachers", "",
+             f"{d['n_train']:,} labelled examples, {d['n_pool']:,} in the pool, {len(classes)} classes. Teachers: "
+             f"{d['teacher_model']}; student: {d['student_model']} ({cfg.combine}).", "",
+             "## Teachers", "",
+             f"- fit to their own (noisy) labels: {min(fit):.1%} to {max(fit):.1%}"
+             + ("" if d["teachers_interpolate"] else " (below 99%: they do not interpolate, so they are learners, not "
+                                                    "samplers; more teachers.epochs or a wider model makes them fit)"),
+             f"- agreement between two teachers on the pool: {d['teacher_agreement']:.1%}",
+             f"- pool examples on which all teachers agree: {d['unanimous_pool_fraction']:.1%}; vote margins 0..K: "
+             f"{', '.join(f'{m:,}' for m in margins)}", "",
+             "## The labels, as the student sees them", "",
+             f"- estimated noise rate: {d['estimated_noise_rate']:.1%} ({d['suspected_label_errors']:,} training labels "
+             f"the student contradicts; all in suspected_label_errors.csv, most confident first; "
+             f"docs/practitioners.md says how far to trust it)"]
+    matrix = np.asarray(d["estimated_transition_matrix"])
+    off = [(matrix[i, j], i, j) for i in range(len(classes)) for j in range(len(classes)) if i != j]
+    lines += [f"- most common confusions (student's class -> given label): "
+              + ", ".join(f"{classes[i]} -> {classes[j]} {v:.1%}" for v, i, j in sorted(off, reverse=True)[:5])]
+    if "test_accuracy" in d:
+        t = d["test_accuracy"]
+        lines += ["", "## Test set", "", "| model | accuracy |", "|---|---|",
+                  f"| one teacher (mean of {len(t['teachers'])}) | {t['teacher_mean']:.1%} |",
+                  f"| teachers' plurality vote | {t['ensemble']:.1%} |", f"| student | {t['student']:.1%} |"]
+    lines += ["", f"Seconds: {d['seconds']}", ""]
+    return "\n".join(lines)

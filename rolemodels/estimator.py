@@ -1,0 +1,294 @@
+"""`RoleModelClassifier`: the paper's recipe as a scikit-learn estimator, a thin layer over array functions.
+
+    clf = RoleModelClassifier(teacher="mlp", n_teachers=10, combine="vote", random_state=0)
+    clf.fit(X, y_noisy, X_pool=X_unlabelled)      # or unlabelled rows in X with y == -1
+    clf.predict(X_new); clf.diagnostics_["estimated_noise_rate"]
+
+fit: K teachers fit the noisy labels (each cloned with its own random_state, on the data
+`teacher_data` gives it); each labels the pool (`pool_labels_`, uint8 [N, K]); the labels are
+combined (plurality vote, or one random teacher per example) and one student learns them. Without
+a pool the training set is its own pool, by cross-fitting: the teachers of each of `cv` folds are
+trained on the other folds and label the fold they did not see. Needs scikit-learn:
+`pip install -e ".[sklearn]"`.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils import check_array
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from rolemodels.combine import plurality_vote, random_teacher_labels
+from rolemodels.label_errors import distillation_diagnostics
+from rolemodels.network_classifier import NetworkClassifier, as_value_errors, seed_of
+from rolemodels.seeds import Seeds
+from rolemodels.teach import teacher_subsets
+
+COMBINE = ("vote", "random")
+TEACHER_DATA = ("auto", "same", "bootstrap", "disjoint", "overlap")
+# sklearn.utils.estimator_checks.check_estimator(clf, expected_failed_checks=EXPECTED_FAILED_CHECKS)
+EXPECTED_FAILED_CHECKS = {
+    "check_classifiers_classes": "y == -1 marks an unlabelled row (sklearn.semi_supervised's convention), so the "
+                                 "check's labels [-1, 1] leave one class; scikit-learn skips the same labels for its "
+                                 "own semi-supervised classifiers",
+}
+STUDENT_EXAMPLES = 200_000  # the default student sees at least this many examples (the default run's pool)
+
+
+def unlabelled_rows(y: np.ndarray) -> np.ndarray:
+    """bool [n]: True where y == -1, scikit-learn.semi_supervised's mark of an unlabelled row
+    (never for string labels)."""
+    if y.dtype.kind in "iuf":
+        return y == -1
+    if y.dtype == object:
+        return np.array([isinstance(v, (int, float, np.integer, np.floating)) and v == -1 for v in y], dtype=bool)
+    return np.zeros(len(y), dtype=bool)
+
+
+def class_probabilities(classifier, X, num_classes: int, fast: bool = False) -> np.ndarray | None:
+    """float [N, C] probabilities in the estimator's class order (a classifier fitted on the
+    encoded labels 0..C-1, perhaps seeing only some of them); None without predict_proba."""
+    if fast and isinstance(classifier, NetworkClassifier):
+        probs = classifier.fast_proba(X)
+    elif hasattr(classifier, "predict_proba"):
+        probs = classifier.predict_proba(X)
+    else:
+        return None
+    out = np.zeros((len(probs), num_classes), dtype=np.float64)
+    out[:, np.asarray(classifier.classes_, dtype=np.int64)] = probs
+    return out
+
+
+def class_labels(classifier, X, num_classes: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """A fitted classifier's encoded labels int64 [N] and probabilities [N, C] (or None) on X."""
+    probs = class_probabilities(classifier, X, num_classes, fast=True)
+    if isinstance(classifier, NetworkClassifier):
+        return probs.argmax(1), probs
+    return np.asarray(classifier.predict(X), dtype=np.int64), probs
+
+
+class RoleModelClassifier(ClassifierMixin, BaseEstimator):
+    """Noisy labels in, one student out: teachers that fit the noise, their labels on a pool, a student.
+
+    teacher: a network of the registry by name ("mlp", "cnn1d", ...), a factory
+    (input_shape, num_classes) -> nn.Module, a NetworkClassifier, or any scikit-learn classifier
+    (cloned n_teachers times, each with its own random_state). It must fit its noisy labels.
+    student: None (a NetworkClassifier of the teacher's architecture, or an mlp for other
+    teachers, that sees at least 200,000 examples in whole passes over the pool), a name, a
+    factory, or any classifier. combine: "vote" (ensemble distillation) or "random" (one random
+    teacher per example). teacher_data: "same" (the paper), "bootstrap", "disjoint", "overlap"
+    (a random `overlap` share each), or "auto": "same", except "bootstrap" for teachers without
+    a random_state (1-NN: K copies of one teacher would be useless). cv: folds when there is no
+    pool. input_shape, device, precision: for the networks made from names. verbose: a line per
+    stage on stderr.
+    """
+
+    def __init__(self, teacher="mlp", student=None, *, n_teachers=10, combine="vote", teacher_data="auto",
+                 overlap=0.5, cv=5, input_shape=None, device="auto", precision="auto", random_state=None,
+                 verbose=False):
+        self.teacher = teacher
+        self.student = student
+        self.n_teachers = n_teachers
+        self.combine = combine
+        self.teacher_data = teacher_data
+        self.overlap = overlap
+        self.cv = cv
+        self.input_shape = input_shape
+        self.device = device
+        self.precision = precision
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------------------------ parts
+
+    def _network(self, model, **recipe) -> NetworkClassifier:
+        return NetworkClassifier(model, input_shape=self.input_shape, device=self.device, precision=self.precision,
+                                 **recipe)
+
+    def _base_teacher(self):
+        if isinstance(self.teacher, str) or (callable(self.teacher) and not hasattr(self.teacher, "fit")):
+            return self._network(self.teacher)
+        return self.teacher
+
+    def _base_student(self, teacher):
+        budget = {"epochs": 1, "min_examples": STUDENT_EXAMPLES, "batch_size": 256}
+        if self.student is None:
+            if isinstance(teacher, NetworkClassifier):
+                return self._network(teacher.model, width=teacher.width, **budget)
+            return self._network("mlp", **budget)
+        if isinstance(self.student, str) or (callable(self.student) and not hasattr(self.student, "fit")):
+            return self._network(self.student, **budget)
+        return self.student
+
+    def _teacher_mode(self, teacher) -> str:
+        deterministic = "random_state" not in teacher.get_params()
+        if self.teacher_data == "auto":
+            return "bootstrap" if deterministic else "same"
+        if self.teacher_data == "same" and deterministic and self.n_teachers > 1:
+            raise ValueError(f"teacher_data='same': {type(teacher).__name__} has no random_state, so "
+                             f"{self.n_teachers} teachers on the same data would be copies of one; use "
+                             f"teacher_data='bootstrap', 'disjoint', 'overlap' or 'auto'")
+        return self.teacher_data
+
+    def _say(self, text: str) -> None:
+        if self.verbose:
+            print(f"RoleModelClassifier: {text}", file=sys.stderr, flush=True)
+
+    def _check_params(self) -> None:
+        if self.combine not in COMBINE:
+            raise ValueError(f"combine={self.combine!r}: expected one of {', '.join(COMBINE)}")
+        if self.teacher_data not in TEACHER_DATA:
+            raise ValueError(f"teacher_data={self.teacher_data!r}: expected one of {', '.join(TEACHER_DATA)}")
+        if not isinstance(self.n_teachers, (int, np.integer)) or self.n_teachers < 1:
+            raise ValueError(f"n_teachers={self.n_teachers!r}: expected an integer of at least 1")
+        if not isinstance(self.cv, (int, np.integer)) or self.cv < 2:
+            raise ValueError(f"cv={self.cv!r}: expected an integer of at least 2 folds")
+
+    # ------------------------------------------------------------------------------------ fit
+
+    def fit(self, X, y, X_pool=None):
+        """X [n, ...], y [n] noisy labels of any kind (-1: an unlabelled row); X_pool [N, ...]
+        unlabelled inputs like X's. Returns self."""
+        self._check_params()
+        X, y = validate_data(self, X, y, allow_nd=True, dtype="numeric")
+        unlabelled = unlabelled_rows(y)
+        check_classification_targets(y[~unlabelled])
+        self.classes_, given = np.unique(y[~unlabelled], return_inverse=True)
+        n, C = int((~unlabelled).sum()), len(self.classes_)
+        if n < 2:
+            raise ValueError(f"RoleModelClassifier needs at least 2 labelled samples, got n_samples = {n}")
+        if C < 2:
+            raise ValueError(f"RoleModelClassifier needs labelled samples of at least 2 classes; y has 1 class "
+                             f"({self.classes_[0]!r})")
+        if C > 256:
+            raise ValueError(f"y has {C} classes; pool labels are kept as uint8, so at most 256")
+        x_train = X[~unlabelled]
+        pool_parts = [X[unlabelled]]
+        if X_pool is not None:
+            extra = check_array(X_pool, allow_nd=True, dtype="numeric", input_name="X_pool")
+            if extra.shape[1:] != X.shape[1:]:
+                raise ValueError(f"X_pool: examples of shape {list(extra.shape[1:])}, but X's are {list(X.shape[1:])}")
+            pool_parts.append(extra)
+        x_pool = np.concatenate(pool_parts) if sum(len(p) for p in pool_parts) else None
+
+        seeds = Seeds(seed_of(self.random_state))
+        base = self._base_teacher()
+        mode = self._teacher_mode(base)
+        with as_value_errors():
+            if x_pool is not None:
+                self.teachers_, fits, self.pool_labels_, prob_sum = self._teach(base, mode, x_train, given, x_pool,
+                                                                               C, seeds)
+            else:  # no pool: the training inputs, labelled by teachers that did not see them
+                x_pool = x_train
+                self.teachers_, fits, self.pool_labels_, prob_sum = self._cross_fit(base, mode, x_train, given, C,
+                                                                                   seeds)
+            if self.combine == "vote":
+                targets = plurality_vote(torch.from_numpy(self.pool_labels_), C, prob_sum).numpy()
+            else:
+                targets = random_teacher_labels(torch.from_numpy(self.pool_labels_), seeds.draws(self.n_teachers)).numpy()
+            self._say(f"student on {len(x_pool):,} examples")
+            student = clone(self._base_student(base))
+            if "random_state" in student.get_params():
+                student.set_params(random_state=seeds.ensemble_student(0) % 2**32)
+            self.student_ = student.fit(x_pool, targets)
+            proba = self._student_proba(x_train)
+        self.diagnostics_ = {"pool": "given" if X_pool is not None or unlabelled.any() else "cross-fitted",
+                             "n_train": n, "n_pool": len(x_pool), "teacher_data": mode,
+                             **distillation_diagnostics(given, proba, fits, self.pool_labels_, C)}
+        return self
+
+    def _fit_teacher(self, base, x, y, seed: int):
+        teacher = clone(base)
+        if "random_state" in teacher.get_params():
+            teacher.set_params(random_state=seed % 2**32)
+        teacher.fit(x, y)
+        fitted = getattr(teacher, "train_accuracy_", None)
+        return teacher, float(np.mean(teacher.predict(x) == y)) if fitted is None else fitted
+
+    def _teach(self, base, mode, x, given, x_pool, C, seeds: Seeds):
+        """K teachers on (their subsets of) the training set, and their labels of the pool."""
+        subsets = teacher_subsets(len(x), self.n_teachers, mode, self.overlap, seeds.subsets)
+        teachers, fits = [], []
+        labels = np.empty((len(x_pool), self.n_teachers), dtype=np.uint8)
+        prob_sum = np.zeros((len(x_pool), C))
+        for k, subset in enumerate(subsets):
+            self._say(f"teacher {k + 1}/{self.n_teachers}")
+            rows = subset.numpy()
+            teacher, fitted = self._fit_teacher(base, x[rows], given[rows], seeds.teacher(k))
+            teachers.append(teacher)
+            fits.append(fitted)
+            labels[:, k], probs = class_labels(teacher, x_pool, C)
+            prob_sum = None if probs is None or prob_sum is None else prob_sum + probs
+        return teachers, fits, labels, None if prob_sum is None else torch.from_numpy(prob_sum)
+
+    def _cross_fit(self, base, mode, x, given, C, seeds: Seeds):
+        """cv folds; each fold's K teachers train on the other folds and label this fold's rows."""
+        folds = torch.randperm(len(x), generator=torch.Generator().manual_seed(seeds.subsets + 1))
+        folds = [f.numpy() for f in folds.tensor_split(min(self.cv, len(x)))]
+        teachers, fits = [], []
+        labels = np.empty((len(x), self.n_teachers), dtype=np.uint8)
+        prob_sum = np.zeros((len(x), C))
+        for f, held in enumerate(folds):
+            rest = np.setdiff1d(np.arange(len(x)), held)
+            subsets = teacher_subsets(len(rest), self.n_teachers, mode, self.overlap, seeds.subsets + 2 + f)
+            for k, subset in enumerate(subsets):
+                self._say(f"fold {f + 1}/{len(folds)}: teacher {k + 1}/{self.n_teachers}")
+                rows = rest[subset.numpy()]
+                teacher, fitted = self._fit_teacher(base, x[rows], given[rows], seeds.teacher(f * self.n_teachers + k))
+                teachers.append(teacher)
+                fits.append(fitted)
+                labels[held, k], probs = class_labels(teacher, x[held], C)
+                if probs is None or prob_sum is None:
+                    prob_sum = None
+                else:
+                    prob_sum[held] += probs
+        return teachers, fits, labels, None if prob_sum is None else torch.from_numpy(prob_sum)
+
+    # ------------------------------------------------------------------------------------ predict
+
+    def _student_proba(self, X) -> np.ndarray:
+        C = len(self.classes_)
+        probs = class_probabilities(self.student_, X, C)
+        if probs is None:  # a student without predict_proba: its label, with certainty
+            probs = np.eye(C)[np.asarray(self.student_.predict(X), dtype=np.int64)]
+        return probs
+
+    def predict_proba(self, X) -> np.ndarray:
+        """The student's probabilities float64 [N, C], columns in classes_ order."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, allow_nd=True, dtype="numeric")
+        with as_value_errors():
+            return self._student_proba(X)
+
+    def predict(self, X) -> np.ndarray:
+        """The student's class for each row, from classes_."""
+        probs = self.predict_proba(X)  # first: an unfitted estimator raises NotFittedError
+        return self.classes_[probs.argmax(1)]
+
+    def ensemble_predict(self, X) -> np.ndarray:
+        """The teachers' test-time plurality vote (ties to their summed probabilities), from classes_."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, allow_nd=True, dtype="numeric")
+        C = len(self.classes_)
+        with as_value_errors():
+            outputs = [class_labels(teacher, X, C) for teacher in self.teachers_]
+        labels = torch.from_numpy(np.stack([o[0] for o in outputs], 1))
+        probs = None if any(o[1] is None for o in outputs) else torch.from_numpy(sum(o[1] for o in outputs))
+        return self.classes_[plurality_vote(labels, C, probs).numpy()]
+
+    def save_student(self, path) -> None:
+        """Write the student to one file (rolemodels.load_student and `rolemodels predict` read it).
+        The student must be a network of the registry."""
+        from rolemodels.student import save_student
+
+        check_is_fitted(self)
+        if not isinstance(self.student_, NetworkClassifier):
+            raise ValueError(f"save_student: the student is a {type(self.student_).__name__}; only a "
+                             f"NetworkClassifier can be saved as a student file (pickle or joblib the estimator)")
+        names = self.classes_[np.asarray(self.student_.classes_, dtype=np.int64)]
+        with as_value_errors():
+            save_student(path, self.student_.as_student(list(names)))

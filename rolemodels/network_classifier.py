@@ -1,0 +1,144 @@
+"""`NetworkClassifier`: a network of the registry, or your own `nn.Module`, as a scikit-learn classifier.
+
+It trains on rolemodels' own loop (`train.fit`: the device, bf16 where the hardware has it, a
+seed for everything) and has no held-out split and no early stopping, on purpose: a teacher
+must fit every label it is given, the noisy ones included, to be a sampler. `train_accuracy_`
+says how well it did (about 1.0: it interpolates). Needs scikit-learn:
+`pip install -e ".[sklearn]"`.
+
+    teacher = NetworkClassifier("mlp", epochs=30, random_state=0).fit(X, y)
+    teacher.train_accuracy_          # 1.0 when it fits every label
+    own = NetworkClassifier(lambda input_shape, num_classes: torch.nn.Linear(input_shape[0], num_classes))
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn as nn
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from rolemodels.config import FitSpec
+from rolemodels.errors import UserError
+from rolemodels.models import Standardize, build_model, input_stats
+from rolemodels.student import Student, shaped_inputs
+from rolemodels.train import fit, fixed_targets, predict_logits, resolve_device
+
+
+@contextmanager
+def as_value_errors() -> Iterator[None]:
+    """rolemodels' UserError as the ValueError scikit-learn's callers expect for bad input."""
+    try:
+        yield
+    except UserError as err:
+        raise ValueError(str(err)) from None
+
+
+def seed_of(random_state) -> int:
+    """An integer seed from scikit-learn's random_state: an int as it is, else a draw (None: fresh)."""
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+class NetworkClassifier(ClassifierMixin, BaseEstimator):
+    """A network trained to fit its labels: a registry name (`rolemodels models`) or a factory.
+
+    model: "mlp", "cnn1d", "cnn2d", ... or a callable (input_shape, num_classes) -> nn.Module
+    (its inputs arrive standardised, in input_shape); width: 0 for the model's default;
+    input_shape: one example's shape when X holds flat rows (e.g. (28, 28, 1) for a cnn2d),
+    default X.shape[1:]. epochs, min_examples (at least this many examples seen, in whole
+    passes), batch_size, optimizer, lr, weight_decay, schedule: the recipe (`FitSpec`);
+    random_state: initial weights and batch order; device: auto | cpu | cuda | cuda:N;
+    precision: auto | bf16 | fp32 for training (predict_proba computes in float64).
+    """
+
+    def __init__(self, model="mlp", *, width=0, input_shape=None, epochs=30, min_examples=60_000, batch_size=128,
+                 optimizer="adamw", lr=3e-3, weight_decay=0.0, schedule="onecycle", random_state=None,
+                 device="auto", precision="auto"):
+        self.model = model
+        self.width = width
+        self.input_shape = input_shape
+        self.epochs = epochs
+        self.min_examples = min_examples
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.random_state = random_state
+        self.device = device
+        self.precision = precision
+
+    # ------------------------------------------------------------------------------------ fit
+
+    def fit(self, X, y):
+        """Train on inputs X [n, ...] (or flat rows) and labels y [n] of any kind; returns self."""
+        X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32)
+        check_classification_targets(y)
+        self.classes_, encoded = np.unique(y, return_inverse=True)
+        with as_value_errors():
+            self.device_ = resolve_device(self.device)
+            self.input_shape_ = tuple(self.input_shape or X.shape[1:])
+            inputs = shaped_inputs(X, self.input_shape_, name="X")
+            seed = seed_of(self.random_state)
+            self.model_ = self._build(inputs, len(self.classes_), seed)
+            spec = FitSpec(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
+                           weight_decay=self.weight_decay, schedule=self.schedule, min_examples=self.min_examples)
+            labels = torch.from_numpy(encoded.astype(np.int64))
+            fit(self.model_, inputs, fixed_targets(labels), spec, seed=seed, device=self.device_,
+                precision=self.precision)
+        self.train_accuracy_ = float((self.fast_logits(inputs).argmax(1) == labels).double().mean())
+        return self
+
+    def _build(self, inputs: torch.Tensor, num_classes: int, seed: int) -> nn.Module:
+        """Standardize (with these inputs' statistics) + the body, initialised from `seed` alone."""
+        mean, std = input_stats(inputs)
+        with torch.random.fork_rng(devices=[]):  # the caller's global generator is left as it was
+            torch.manual_seed(seed)
+            if not callable(self.model):
+                return build_model(self.model, self.input_shape_, num_classes, self.width, mean, std)
+            body = self.model(self.input_shape_, num_classes)
+        if not isinstance(body, nn.Module):
+            raise UserError(f"model: the factory returned a {type(body).__name__}, expected a torch.nn.Module")
+        return nn.Sequential(Standardize(mean, std, "keep"), body)
+
+    # ------------------------------------------------------------------------------------ predict
+
+    def fast_logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Logits float32 [N, C] of checked inputs, in the training precision (for labelling pools)."""
+        return predict_logits(self.model_, inputs, self.device_, self.precision)
+
+    def fast_proba(self, X) -> np.ndarray:
+        """Probabilities float32 [N, C] in the training precision: quicker, for labelling a pool."""
+        check_is_fitted(self)
+        with as_value_errors():
+            inputs = shaped_inputs(np.asarray(X), self.input_shape_, name="X")
+        return torch.softmax(self.fast_logits(inputs), 1).numpy()
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Probabilities float64 [N, C], columns in classes_ order; a row's values do not depend on
+        the other rows (computed by a float64 copy of the network)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
+        with as_value_errors():
+            logits = self.as_student().logits(X, self.device_)
+        return torch.softmax(logits.double(), 1).numpy()
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable class of each row, from classes_."""
+        probs = self.predict_proba(X)  # first: an unfitted estimator raises NotFittedError
+        return self.classes_[probs.argmax(1)]
+
+    def as_student(self, classes: list | None = None) -> Student:
+        """The trained network as a `Student` (save_student writes it to one file); classes: the
+        names of its outputs (default classes_)."""
+        check_is_fitted(self)
+        name = self.model if isinstance(self.model, str) else getattr(self.model, "__name__", "custom")
+        names = list(self.classes_) if classes is None else list(classes)
+        return Student(self.model_, name, self.width, self.input_shape_, names)

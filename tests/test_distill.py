@@ -1,0 +1,136 @@
+"""`rolemodels distill` on a user's files and `rolemodels predict` with the student it writes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rolemodels.cli import main
+from rolemodels.data.mnist1d_fast import generate_fast
+from rolemodels.student import load_student
+from rolemodels.userdata import check_pool_is_new, row_hashes
+
+FAST = ["teachers.count=2", "teachers.width=4", "teachers.epochs=3", "teachers.min_examples=0",
+        "students.min_examples=2000", "train.threads=1", "train.eval_batch_size=256"]
+NAMES = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+
+
+def arrays(**changes) -> dict[str, np.ndarray]:
+    x, y = generate_fast(700, seed=3)
+    data = {"x_train": x[:200], "y_train": NAMES[y[:200]], "x_pool": x[200:600], "x_test": x[600:],
+            "y_test": NAMES[y[600:]]}
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def distill(tmp_path: Path, capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["distill", "--quiet", *FAST, *args])  # later overrides win: a test's own come last
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_distill_then_predict_round_trips(tmp_path, capsys):
+    np.savez(tmp_path / "mine.npz", **arrays())
+    out = tmp_path / "run"
+    code, _, err = distill(tmp_path, capsys, "--data", str(tmp_path / "mine.npz"), "--out", str(out))
+    assert code == 0, err
+    pool_labels = np.load(out / "pool" / "pool_labels.npy")
+    assert pool_labels.dtype == np.uint8 and pool_labels.shape == (400, 2)
+    d = json.loads((out / "diagnostics.json").read_text())
+    assert d["classes"] == sorted(NAMES.tolist()) and len(d["teacher_fit"]) == 2
+    assert 0 <= d["estimated_noise_rate"] <= 1 and "student" in d["test_accuracy"]
+    assert "estimated noise rate" in (out / "report.md").read_text()
+    assert (out / "suspected_label_errors.csv").read_text().startswith("index,given,student,confidence\n")
+
+    state = torch.load(out / "student.pt", weights_only=True)  # self-contained, plain data
+    assert state["architecture"] == "mlp" and state["input_shape"] == [40] and len(state["classes"]) == 10
+    x_new = generate_fast(50, seed=9)[0]
+    np.save(tmp_path / "x.npy", x_new)
+    assert main(["predict", "--model", str(out / "student.pt"), "--inputs", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "labels.npy")]) == 0
+    assert main(["predict", "--model", str(out / "student.pt"), "--inputs", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "proba.npy"), "--proba"]) == 0
+    student = load_student(out / "student.pt")
+    labels, proba = np.load(tmp_path / "labels.npy"), np.load(tmp_path / "proba.npy")
+    assert labels.dtype.kind == "U" and np.array_equal(labels, student.predict(x_new))
+    assert proba.shape == (50, 10) and np.allclose(proba.sum(1), 1, atol=1e-5)
+    assert np.array_equal(np.asarray(student.classes)[proba.argmax(1)], labels)
+
+
+def test_distill_resumes_and_refuses_another_configuration(tmp_path, capsys):
+    for name, array in arrays().items():
+        np.save(tmp_path / f"{name}.npy", array)
+    files = [f"--{name.replace('_', '-')}={tmp_path / f'{name}.npy'}" for name in arrays()]
+    out = tmp_path / "run"
+    assert distill(tmp_path, capsys, *files, "--out", str(out))[0] == 0
+    trained = (out / "metrics.jsonl").read_text()
+    student = (out / "student.pt").read_bytes()
+    assert distill(tmp_path, capsys, *files, "--out", str(out))[0] == 0
+    assert (out / "metrics.jsonl").read_text() == trained  # nothing trained again: every model read back
+    assert (out / "student.pt").read_bytes() == student
+    code, _, err = distill(tmp_path, capsys, *files, "--out", str(out), "teachers.count=3")
+    assert code == 2 and "teachers.count 2 -> 3" in err
+
+
+x_shape = generate_fast(700, seed=3)[0]
+
+
+@pytest.mark.parametrize("changes, needles", [
+    ({"x_pool": x_shape[200:600, :30]}, ["x_pool", "[30]", "[40]"]),  # wrong shapes
+    ({"y_train": NAMES[:5].repeat(39)}, ["195 labels", "200 examples"]),
+    ({"y_train": np.arange(200) % 3, "class_names": np.array(["a", "b"])}, ["label 2", "[0, 1]"]),  # out of range
+    ({"y_train": (np.arange(200) % 3) - 1}, ["label -1"]),
+    ({"y_test": np.array(["zebra"] * 100)}, ["y_test", "'zebra'"]),
+    ({"x_train": np.where(np.arange(40) == 7, np.nan, x_shape[:200]).astype(np.float32)}, ["x_train", "NaN"]),
+    ({"x_pool": np.full((400, 40), np.inf, np.float32)}, ["x_pool", "NaN or infinite"]),
+    ({"x_test": np.full((100, 40), np.nan, np.float32)}, ["x_test", "NaN"]),
+    ({"x_pool": np.concatenate([x_shape[200:590], x_shape[10:20]])}, ["10 pool row(s) repeat training rows"]),
+    ({"y_train": np.array(["a"] * 197 + ["b"] * 3), "x_test": None, "y_test": None},
+     ["class 'b' has 3 labelled"]),  # too few of a class
+    ({"y_train": np.array(["a"] * 200), "x_test": None, "y_test": None}, ["at least 2 classes"]),
+    ({"x_pool": None}, ["no x_pool"]),
+    ({"y_test": None}, ["x_test without y_test"]),
+])
+def test_bad_input_is_one_line_with_exit_code_2_and_nothing_written(tmp_path, capsys, changes, needles):
+    np.savez(tmp_path / "bad.npz", **arrays(**changes))
+    out = tmp_path / "run"
+    code, _, err = distill(tmp_path, capsys, "--data", str(tmp_path / "bad.npz"), "--out", str(out))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert not out.exists()
+
+
+def test_predict_refuses_inputs_of_another_shape(tmp_path, capsys):
+    np.savez(tmp_path / "mine.npz", **arrays())
+    assert distill(tmp_path, capsys, "--data", str(tmp_path / "mine.npz"), "--out", str(tmp_path / "run"))[0] == 0
+    np.save(tmp_path / "x.npy", np.zeros((5, 41), np.float32))
+    code = main(["predict", "--model", str(tmp_path / "run" / "student.pt"), "--inputs", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "labels.npy")])
+    assert code == 2 and "[41]" in capsys.readouterr().err and not (tmp_path / "labels.npy").exists()
+    code = main(["predict", "--model", str(tmp_path / "missing.pt"), "--inputs", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "labels.npy")])
+    assert code == 2 and "missing.pt" in capsys.readouterr().err
+
+
+def test_row_hashes_find_repeated_rows_of_any_dtype():
+    rng = np.random.default_rng(0)
+    for x in (rng.integers(0, 256, (50, 7, 3), dtype=np.uint8), rng.standard_normal((50, 5)).astype(np.float32)):
+        hashes = row_hashes(x, chunk=16)
+        assert len(set(hashes.tolist())) == 50  # different rows, different hashes
+        assert np.array_equal(row_hashes(x[[3, 3, 49]]), hashes[[3, 3, 49]])
+        check_pool_is_new("pool", x[25:], x[:25])  # no repeats: no error
+
+
+def test_a_file_that_is_not_a_student_is_refused_in_one_line(tmp_path):
+    from rolemodels.errors import UserError
+
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    for name, needle in (("other.pt", "not a rolemodels student"), ("junk.pt", "cannot be read")):
+        with pytest.raises(UserError, match=needle):
+            load_student(tmp_path / name)

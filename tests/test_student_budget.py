@@ -1,0 +1,69 @@
+"""A training budget in examples seen (FitSpec.min_examples): small pools get enough steps, the default run
+trains exactly as before, and run folders made before the key existed still resume."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from rolemodels.config import Config, FitSpec, load_config, to_dict, to_toml
+from rolemodels.errors import UserError
+from rolemodels.runtime.runfolder import check_config
+from rolemodels.train import fit, fixed_targets
+
+PRESETS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("epochs, min_examples, n, expected", [
+    (1, 200_000, 200_000, 1),  # the default run's pool: one pass, as before
+    (1, 200_000, 700, 286),  # a small pool: enough passes for 200,000 examples
+    (1, 200_000, 5_000_000, 1),  # a large pool: at least one pass
+    (3, 200_000, 200_000, 3),  # epochs is a floor
+    (2, 0, 700, 2),  # 0: epochs alone
+    (1, 1, 1, 1),
+])
+def test_epochs_for_a_pool(epochs, min_examples, n, expected):
+    spec = FitSpec(epochs=epochs, min_examples=min_examples)
+    assert spec.epochs_for(n) == expected
+    assert spec.epochs_for(n) * n >= min_examples
+
+
+def test_fit_trains_the_passes_the_budget_asks_for(one_thread):
+    x, y = torch.randn(10, 3), torch.arange(10) % 2
+    model = torch.nn.Linear(3, 2)
+    records = []
+    fit(model, x, fixed_targets(y), FitSpec(epochs=1, batch_size=4, min_examples=35), seed=0,
+        device=torch.device("cpu"), log=records.append)
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]  # ceil(35 / 10) passes
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+def test_every_preset_trains_the_epochs_it_names(preset):
+    """min_examples is 0 in every preset, so every model trains as many steps as before the key existed."""
+    cfg = load_config(preset)
+    for section, n in ((cfg.teachers, cfg.data.n_train), (cfg.students, cfg.students.pool_size or cfg.data.n_pool)):
+        assert section.min_examples == 0
+        assert section.epochs_for(n) == section.epochs
+
+
+def test_default_run_trains_the_same_number_of_student_steps():
+    s, n = Config().students, Config().data.n_pool
+    assert s.epochs_for(n) * math.ceil(n / s.batch_size) == 782  # one pass of 200,000 at batch 256
+
+
+def test_negative_budget_is_refused():
+    with pytest.raises(UserError, match="students.min_examples"):
+        load_config(None, ["students.min_examples=-1"])
+
+
+def test_a_run_folder_made_before_the_key_existed_resumes(tmp_path):
+    old = to_dict(Config())
+    for section in ("teachers", "students"):
+        del old[section]["min_examples"]
+    (tmp_path / "config.toml").write_text(to_toml(old))
+    check_config(tmp_path, to_dict(Config()), force=False, defaults=to_dict(Config()))  # no UserError
+    with pytest.raises(UserError, match="students.min_examples 0 -> 1000"):
+        check_config(tmp_path, to_dict(load_config(None, ["students.min_examples=1000"])), force=False,
+                     defaults=to_dict(Config()))
