@@ -6,6 +6,8 @@ examples. The random draws are separate from applying them, so tests can replay 
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from rolemodels.errors import UserError
@@ -92,3 +94,19 @@ def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2
         raise UserError(f"random_shift: max_shift={max_shift}, expected max_shift >= 0")
     offset, total = part or (0, x.shape[0])
     return apply_circular_shift(x, draw_shifts(total, max_shift, generator)[offset:offset + x.shape[0]])
+
+
+Augmentation = Callable[..., torch.Tensor]  # (x, generator, part=None) -> augmented x, the same shape
+DEFAULT_SIZES = {"crop_flip": 4, "shift": 2}
+
+
+def batch_augmentation(name: str, size: int = 0) -> Augmentation | None:
+    """The augmentation a recipe names (none | crop_flip | shift) at `size` (0: its default), or None."""
+    if name == "none":
+        return None
+    if name not in DEFAULT_SIZES:
+        raise UserError(f"augmentation {name!r}: choose none, {', '.join(DEFAULT_SIZES)}")
+    size = size or DEFAULT_SIZES[name]
+    if name == "crop_flip":
+        return lambda x, generator, part=None: random_crop_flip(x, generator, pad=size, part=part)
+    return lambda x, generator, part=None: random_shift(x, generator, max_shift=size, part=part)
