@@ -1,9 +1,12 @@
-"""Batch augmentation on channels-last images: random translation (a padded crop) and flip.
+"""Batch augmentation: random translation (a padded crop) and flip of channels-last images, the
+paper's "standard augmentation"; random circular shifts of 1-D signals (MNIST-1D's own translation).
 
-Everything is vectorised over the batch and runs on the images' device; no Python loop
-over images. The random draws are separate from applying them, so tests can replay them.
+Everything is vectorised over the batch and runs on the inputs' device; no Python loop over
+examples. The random draws are separate from applying them, so tests can replay them.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 
@@ -64,3 +67,46 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4,
     offset, total = part or (0, x.shape[0])
     top, left, flip = (d[offset:offset + x.shape[0]] for d in draw_crop_flip(total, pad, generator))
     return apply_crop_flip(x, top, left, flip, pad)
+
+
+def draw_shifts(batch: int, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Per-signal shifts int64 [B], uniform over -max_shift .. max_shift, on the generator's device."""
+    return torch.randint(-max_shift, max_shift + 1, (batch,), generator=generator, device=generator.device)
+
+
+def apply_circular_shift(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """out[b, i] = x[b, (i - shifts[b]) mod L] for signals x [B, L]: each moved right by its shift,
+    what leaves one end coming back at the other (MNIST-1D places its digits on a circle). Same
+    dtype and device as x."""
+    length = x.shape[1]
+    source = (torch.arange(length, device=x.device)[None, :] - shifts.to(x.device)[:, None]) % length
+    return torch.gather(x, 1, source)
+
+
+def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2,
+                 part: tuple[int, int] | None = None) -> torch.Tensor:
+    """Circularly shift each signal of x [B, L] by a random -max_shift .. max_shift samples.
+
+    part=(offset, total): as in random_crop_flip, the draws are made for the whole global batch."""
+    if x.ndim != 2:
+        raise UserError(f"random_shift: signals of shape {tuple(x.shape)}, expected [B, L]")
+    if max_shift < 0:
+        raise UserError(f"random_shift: max_shift={max_shift}, expected max_shift >= 0")
+    offset, total = part or (0, x.shape[0])
+    return apply_circular_shift(x, draw_shifts(total, max_shift, generator)[offset:offset + x.shape[0]])
+
+
+Augmentation = Callable[..., torch.Tensor]  # (x, generator, part=None) -> augmented x, the same shape
+DEFAULT_SIZES = {"crop_flip": 4, "shift": 2}
+
+
+def batch_augmentation(name: str, size: int = 0) -> Augmentation | None:
+    """The augmentation a recipe names (none | crop_flip | shift) at `size` (0: its default), or None."""
+    if name == "none":
+        return None
+    if name not in DEFAULT_SIZES:
+        raise UserError(f"augmentation {name!r}: choose none, {', '.join(DEFAULT_SIZES)}")
+    size = size or DEFAULT_SIZES[name]
+    if name == "crop_flip":
+        return lambda x, generator, part=None: random_crop_flip(x, generator, pad=size, part=part)
+    return lambda x, generator, part=None: random_shift(x, generator, max_shift=size, part=part)

@@ -54,7 +54,10 @@ class FitSpec:
     momentum: float = 0.9
     weight_decay: float = 0.0
     schedule: str = "onecycle"  # onecycle | cosine | constant
-    augment: str = "none"  # none | crop_flip
+    augment: str = "none"  # none | crop_flip (images: padded crop and flip) | shift (1-D signals: circular shift)
+    # the augmentation's size: crop_flip's padding in pixels, shift's largest shift in samples;
+    # 0: each one's default (4 pixels, the paper's CIFAR recipe; 2 samples)
+    augment_size: int = 0
     # At least this many examples seen, in whole passes: epochs = max(epochs, ceil(min_examples / n)),
     # so a small pool gets enough steps and a large one at least `epochs` passes. 0: `epochs` alone
     # (the default, which every run folder made before this key existed was trained with).
@@ -144,8 +147,8 @@ CHOICES = {
     "students.optimizer": ("adamw", "sgd"),
     "teachers.schedule": ("onecycle", "cosine", "constant"),
     "students.schedule": ("onecycle", "cosine", "constant"),
-    "teachers.augment": ("none", "crop_flip"),
-    "students.augment": ("none", "crop_flip"),
+    "teachers.augment": ("none", "crop_flip", "shift"),
+    "students.augment": ("none", "crop_flip", "shift"),
     "teachers.data": ("same", "overlap", "disjoint", "bootstrap"),
     "students.random_teacher": ("example", "batch", "epoch"),
     "students.ensemble": ("vote", "sum_logits", "vote_shares", "mean_prob"),
@@ -281,7 +284,8 @@ def recipe_ranges(section: str) -> dict[str, Range]:
     return {f"{section}.epochs": at_least(1), f"{section}.batch_size": at_least(1), f"{section}.lr": POSITIVE,
             f"{section}.momentum": ((lambda v: 0 <= v < 1), "in [0, 1)"),
             f"{section}.weight_decay": ((lambda v: v >= 0), "at least 0"),
-            f"{section}.min_examples": ((lambda v: v >= 0), "at least 0 (0: the epochs alone)")}
+            f"{section}.min_examples": ((lambda v: v >= 0), "at least 0 (0: the epochs alone)"),
+            f"{section}.augment_size": ((lambda v: v >= 0), "at least 0 (0: the augmentation's default)")}
 
 
 RANGES: dict[str, Range] = {

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from rolemodels.augment import batch_augmentation
 from rolemodels.config import FitSpec
 from rolemodels.runtime.world import SINGLE, World, my_slice, shard_range, wrap_model
 from rolemodels.errors import RunError, UserError
@@ -288,8 +289,7 @@ def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, 
         shuffle.set_state(state["shuffle"])
         restore_generator(augment_gen, state["augment"])
         start_epoch = state["epoch"]
-    if spec.augment == "crop_flip":
-        from rolemodels.augment import random_crop_flip
+    augment = batch_augmentation(spec.augment, spec.augment_size)
     x = on_device(x, device)
     forward = wrap_model(model, world, device)
     forward = torch.compile(forward, mode=None if compile_mode == "default" else compile_mode) if compile_model \
@@ -303,8 +303,8 @@ def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, 
             # draws are made for the whole global batch, so a slice gets what one process gives it.
             total = min(spec.batch_size, n - step * spec.batch_size)
             part = (shard_range(total, world.rank, world.size)[0], total)
-            if spec.augment == "crop_flip":
-                xb = random_crop_flip(xb, augment_gen, part=part)
+            if augment is not None:
+                xb = augment(xb, augment_gen, part=part)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 if isinstance(targets, LabelsFromInputs):  # labels computed from the augmented batch
                     yb = targets(idx, epoch, xb, part)

@@ -6,7 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rolemodels.augment import apply_crop_flip, draw_crop_flip, random_crop_flip
+from rolemodels.augment import (apply_circular_shift, apply_crop_flip, draw_crop_flip, draw_shifts, random_crop_flip,
+                                random_shift)
 from rolemodels.errors import UserError
 
 
@@ -97,3 +98,38 @@ def test_runs_on_cuda(generator_device):
     assert got.device.type == "cuda"
     draws = draw_crop_flip(32, 2, torch.Generator(device=generator_device).manual_seed(3))
     assert torch.equal(got.cpu(), reference_crop_flip(x, *(d.cpu() for d in draws), pad=2))
+
+
+# ----------------------------------------------------------------------------- 1-D shifts
+
+
+def test_circular_shift_moves_each_signal_by_its_own_shift():
+    x = torch.arange(12, dtype=torch.float32).reshape(2, 6)
+    out = apply_circular_shift(x, torch.tensor([1, -2]))
+    assert out[0].tolist() == [5, 0, 1, 2, 3, 4]  # right by one: the last sample comes round
+    assert out[1].tolist() == [8, 9, 10, 11, 6, 7]  # left by two
+    assert torch.equal(apply_circular_shift(x, torch.tensor([6, 0])), x)  # a whole turn is no shift
+
+
+def test_random_shift_matches_a_per_signal_roll_and_stays_in_range():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 40, generator=torch.Generator().manual_seed(1))
+    shifts = draw_shifts(64, 3, torch.Generator().manual_seed(0))
+    assert shifts.min() >= -3 and shifts.max() <= 3 and len(set(shifts.tolist())) == 7  # every shift drawn
+    out = random_shift(x, gen, max_shift=3)
+    for b in range(64):
+        assert torch.equal(out[b], torch.roll(x[b], int(shifts[b])))
+
+
+def test_random_shift_of_a_rank_slice_is_the_slice_of_the_whole_batch():
+    x = torch.randn(10, 40)
+    whole = random_shift(x, torch.Generator().manual_seed(3), max_shift=2)
+    part = random_shift(x[4:7], torch.Generator().manual_seed(3), max_shift=2, part=(4, 10))
+    assert torch.equal(part, whole[4:7])
+
+
+def test_random_shift_refuses_images_and_negative_shifts():
+    with pytest.raises(UserError, match="expected \\[B, L\\]"):
+        random_shift(torch.zeros(2, 4, 4, 1), torch.Generator())
+    with pytest.raises(UserError, match="max_shift >= 0"):
+        random_shift(torch.zeros(2, 4), torch.Generator(), max_shift=-1)

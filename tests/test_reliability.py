@@ -85,6 +85,7 @@ for section in ("teachers", "students"):  # the training recipe of each
         f"{section}.schedule": [("step", f"config key {section}.schedule", ())],
         f"{section}.augment": [("mixup", f"config key {section}.augment", ())],
         f"{section}.min_examples": [("-1", f"config key {section}.min_examples", ())],
+        f"{section}.augment_size": [("-2", f"config key {section}.augment_size", ())],
     })
 
 

@@ -134,10 +134,11 @@ def save(path: Path, obj: dict) -> None:
     torch.save(obj, path)
 
 
-@pytest.mark.parametrize("schedule, optimizer", [("onecycle", "adamw"), ("cosine", "sgd")])
-def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, schedule, optimizer):
+@pytest.mark.parametrize("schedule, optimizer, augment", [("onecycle", "adamw", "none"), ("cosine", "sgd", "none"),
+                                                       ("onecycle", "adamw", "shift")])  # the shifts' generator too
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, schedule, optimizer, augment):
     epochs = 7
-    reference = train(seed=5, epochs=epochs, schedule=schedule, optimizer=optimizer,
+    reference = train(seed=5, epochs=epochs, schedule=schedule, optimizer=optimizer, augment=augment,
                       checkpoint=tmp_path / "reference.pt", checkpoint_every=2, save=save)
 
     def stop_after_epoch_3(record):
@@ -146,16 +147,23 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, schedule, 
 
     checkpoint = tmp_path / "run.pt"
     with pytest.raises(Interrupt):
-        train(seed=5, epochs=epochs, schedule=schedule, optimizer=optimizer,
+        train(seed=5, epochs=epochs, schedule=schedule, optimizer=optimizer, augment=augment,
               checkpoint=checkpoint, checkpoint_every=2, save=save, log=stop_after_epoch_3)
     assert checkpoint.exists()
     assert torch.load(checkpoint, weights_only=True)["epoch"] == 2
 
     resumed_epochs = []
-    resumed = train(seed=5, epochs=epochs, schedule=schedule, optimizer=optimizer, checkpoint=checkpoint,
+    resumed = train(seed=5, epochs=epochs, schedule=schedule, optimizer=optimizer, augment=augment, checkpoint=checkpoint,
                     checkpoint_every=2, save=save, log=lambda r: resumed_epochs.append(r["epoch"]))
     assert resumed_epochs == [3, 4, 5, 6, 7]  # continues after the saved epoch
     assert same_weights(resumed, reference)
+
+
+def test_shifts_reach_the_training_loop():
+    """augment=shift trains other weights than no augmentation, and its size matters."""
+    plain = train(seed=5, epochs=2)
+    one, two = (train(seed=5, epochs=2, augment="shift", augment_size=size) for size in (1, 2))
+    assert not same_weights(one, plain) and not same_weights(one, two)
 
 
 def test_resume_differs_from_restarting_without_the_checkpoint(tmp_path):
