@@ -161,6 +161,8 @@ COMMANDS: dict[str, Run | Skip] = {
         Skip("every case: about 25 minutes on 2 cores; its --table runs here, its --list below"),
     "python experiments/practitioners.py --table": Run(lambda done, work: "mnist1d/paper20/train4000" in done.stdout
                                                        or pytest.fail(done.stdout)),
+    "python experiments/study_augmentation.py --seeds 2":
+        Skip("the augmentation study: about 20 minutes on 2 cores; its --help runs below"),
     "python experiments/study_decorrelation.py --seeds 2 train.threads=1":
         Skip("the study: about 2 hours on 2 cores; its --help runs below"),
 }
@@ -177,6 +179,7 @@ INLINE: dict[str, Run] = {
         Run(lambda done, work: _table_printed(done, work, "runs/mnist1d"), tuple(SMALL[3:])),
     "rolemodels theory --quick --out theory": Run(lambda done, work: json.loads((work / "theory/theory.json").read_text())),
     "python experiments/study_decorrelation.py --help": Run(_help),
+    "python experiments/study_augmentation.py --help": Run(_help),
     "python experiments/practitioners.py --list": Run(lambda done, work: "tabular/paper/pool700" in done.stdout
                                                       or pytest.fail(done.stdout)),
     **{f"rolemodels {command} --help": Run(_help)
