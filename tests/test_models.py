@@ -60,3 +60,26 @@ def test_every_model_builds_on_its_usual_shape(name):
     """`rolemodels models` lists each model at its registered usual shape: it must build there."""
     model = build_model(name, MODELS[name].usual_shape, 10)
     assert count_parameters(model) > 0
+
+
+def test_downsampling_shortcut_is_a_strided_1x1_convolution():
+    from rolemodels.models import BasicBlock
+
+    torch.manual_seed(0)
+    block = BasicBlock(4, 8, stride=2).eval()
+    x = torch.randn(3, 4, 9, 9).contiguous(memory_format=torch.channels_last)
+    conv, bn = block.shortcut
+    expected = bn(torch.nn.functional.conv2d(x, conv.weight, stride=2))
+    assert torch.allclose(block.shortcut(x[:, :, ::2, ::2]), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("width", [2, 3, 4, 7])
+def test_narrow_resnet18_trains_on_channels_last_images(width):
+    """Its projections have 2-7 input channels, where a strided 1x1 convolution's backward
+    crashed torch 2.13 on AVX2 processors; a crash here ends the whole test run."""
+    torch.manual_seed(0)
+    model = build_model("resnet18", (16, 16, 3), 10, width, torch.zeros(3), torch.ones(3))
+    x = torch.randn(4, 16, 16, 3)
+    model(x).logsumexp(1).mean().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
