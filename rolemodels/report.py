@@ -77,11 +77,32 @@ def summarize_run(cfg: Config, data: Dataset, per_seed: list[dict], seconds: flo
                     "n_pool": len(data.x_pool), "num_classes": data.num_classes,
                     "input_shape": list(data.input_shape)},
         "config": to_dict(cfg),
-        "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                        "machine": platform.machine(), "threads": torch.get_num_threads()},
+        "environment": environment(cfg),
         "provenance": provenance(),  # version, git commit and source hash: the code that made these numbers
         "paper_cifar10": PAPER_CIFAR10,
     }
+
+
+def processor_name() -> str:
+    """The CPU's model name, as lscpu prints it ("" where /proc/cpuinfo is not readable)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+
+
+def environment(cfg: Config) -> dict:
+    """Where the numbers were made: results differ between processors, because `precision=auto`
+    trains in bf16 on CPUs with AMX and in float32 elsewhere."""
+    from rolemodels.train import autocast_dtype, resolve_device
+
+    device = resolve_device(cfg.train.device)
+    dtype = autocast_dtype(device, cfg.train.precision)
+    return {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+            "processor": torch.cuda.get_device_name(device) if device.type == "cuda" else processor_name(),
+            "training_dtype": "float32" if dtype is None else str(dtype).removeprefix("torch."),
+            "threads": torch.get_num_threads()}
 
 
 def _pct(summary: dict) -> str:
