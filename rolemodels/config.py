@@ -54,7 +54,10 @@ class FitSpec:
     momentum: float = 0.9
     weight_decay: float = 0.0
     schedule: str = "onecycle"  # onecycle | cosine | constant
-    augment: str = "none"  # none | crop_flip (images: padded crop and flip) | shift (1-D signals: circular shift)
+    # none | crop_flip (images: padded crop and flip) | shift (1-D signals: circular shift) |
+    # auto: the network's usual one (rolemodels.models.MODELS: shift for cnn1d, crop_flip for the
+    # image networks, none for mlp)
+    augment: str = "none"
     # the augmentation's size: crop_flip's padding in pixels, shift's largest shift in samples;
     # 0: each one's default (4 pixels, the paper's CIFAR recipe; 2 samples)
     augment_size: int = 0
@@ -71,6 +74,14 @@ class FitSpec:
     def from_config(cls, section: "FitSpec") -> "FitSpec":
         """The recipe part of a [teachers] or [students] section."""
         return cls(**{f.name: getattr(section, f.name) for f in dataclasses.fields(cls)})
+
+    def for_model(self, name: str) -> "FitSpec":
+        """This recipe for the registered network `name`: augment=auto becomes its usual augmentation."""
+        if self.augment != "auto":
+            return self
+        from rolemodels.models import MODELS
+
+        return dataclasses.replace(self, augment=MODELS[name].augment if name in MODELS else "none")
 
 
 @dataclass
@@ -147,8 +158,8 @@ CHOICES = {
     "students.optimizer": ("adamw", "sgd"),
     "teachers.schedule": ("onecycle", "cosine", "constant"),
     "students.schedule": ("onecycle", "cosine", "constant"),
-    "teachers.augment": ("none", "crop_flip", "shift"),
-    "students.augment": ("none", "crop_flip", "shift"),
+    "teachers.augment": ("auto", "none", "crop_flip", "shift"),
+    "students.augment": ("auto", "none", "crop_flip", "shift"),
     "teachers.data": ("same", "overlap", "disjoint", "bootstrap"),
     "students.random_teacher": ("example", "batch", "epoch"),
     "students.ensemble": ("vote", "sum_logits", "vote_shares", "mean_prob"),

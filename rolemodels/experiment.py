@@ -83,7 +83,7 @@ def student_architecture(cfg: Config, data: Dataset) -> Architecture:
 def training_job(name: str, label: str, arch: Architecture, recipe: TeacherConfig | StudentConfig,
                  x: torch.Tensor, n: int, targets: Targets, seed: int, data: Dataset, stats) -> ModelJob:
     """Train `arch` (seeded with `seed`) on x[:n] with `targets` and the section's recipe."""
-    spec = FitSpec.from_config(recipe)
+    spec = FitSpec.from_config(recipe).for_model(arch.model)
 
     def train(model: torch.nn.Module, run: Training) -> None:
         fit(model, x, targets, spec, n=n, seed=seed, **run.fit_options)
@@ -258,6 +258,13 @@ def check_architectures(cfg: Config, data: Dataset) -> None:
                 build_model(arch.model, data.input_shape, data.num_classes, arch.width)
         except UserError as err:
             raise UserError(f"config key {key}: {err}") from None
+    # An explicit augmentation must fit the inputs: shifts move 1-D signals, crops and flips images.
+    kinds = {"shift": (1, "1-D signals [N, L]"), "crop_flip": (3, "images [N, H, W, C]")}
+    for section, recipe in (("teachers", cfg.teachers), ("students", cfg.students)):
+        if recipe.augment in kinds and len(data.input_shape) != kinds[recipe.augment][0]:
+            raise UserError(f"config key {section}.augment: {recipe.augment} augments {kinds[recipe.augment][1]}; "
+                            f"the data has examples of shape {list(data.input_shape)} (augment=auto picks the "
+                            f"network's usual one, none turns it off)")
 
 
 def input_fingerprints(cfg: Config, data: Dataset, noisy: np.ndarray, T: np.ndarray) -> dict[str, dict]:

@@ -221,22 +221,27 @@ class ModelSpec:
     default_width: int
     usual_shape: tuple[int, ...]  # one example's shape, e.g. (40,) or (32, 32, 3); what `rolemodels models` lists
     description: str
+    # The usual augmentation of its inputs, what `augment = "auto"` trains it with: circular shifts
+    # of 1-D signals, padded crops and flips of images, none for flat feature vectors (the order of
+    # a table's columns means nothing, so there is no shift or flip to make)
+    augment: str
 
 
 MODELS: dict[str, ModelSpec] = {
     "cnn1d": ModelSpec(lambda s, c, w: (CNN1d(_signal_length(s, "cnn1d"), c, w), "signal"), 32, (40,),
-                       "1-D CNN for signals [L] (MNIST-1D)"),
+                       "1-D CNN for signals [L] (MNIST-1D)", "shift"),
     "cnn2d": ModelSpec(lambda s, c, w: (CNN2d(_image_dims(s, "cnn2d")[2], *_image_dims(s, "cnn2d")[:2], c, w),
                                         "image"), 32, (32, 32, 3),
-                       "small 2-D CNN for images [H, W, C] (Fashion-MNIST, quick CIFAR runs)"),
+                       "small 2-D CNN for images [H, W, C] (Fashion-MNIST, quick CIFAR runs)", "crop_flip"),
     "cnn2d_wide": ModelSpec(lambda s, c, w: (WideCNN2d(_image_dims(s, "cnn2d_wide")[2],
                                                        *_image_dims(s, "cnn2d_wide")[:2], c, w), "image"),
                             32, (28, 28, 1),
-                            "2-D CNN, two strided convolutions and a wide hidden layer: interpolates quickly on a CPU"),
+                            "2-D CNN, two strided convolutions and a wide hidden layer: interpolates quickly on a CPU",
+                            "crop_flip"),
     "resnet18": ModelSpec(lambda s, c, w: (ResNet18(_image_dims(s, "resnet18")[2], c, w), "image"), 64, (32, 32, 3),
-                          "CIFAR ResNet-18 (3x3 stem, no max-pool), the paper's model"),
+                          "CIFAR ResNet-18 (3x3 stem, no max-pool), the paper's model", "crop_flip"),
     "mlp": ModelSpec(lambda s, c, w: (MLP(math.prod(s), c, w), "flat"), 32, (40,),
-                     "3-layer MLP for inputs of any shape"),
+                     "3-layer MLP for inputs of any shape", "none"),
 }
 
 

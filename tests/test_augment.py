@@ -133,3 +133,27 @@ def test_random_shift_refuses_images_and_negative_shifts():
         random_shift(torch.zeros(2, 4, 4, 1), torch.Generator())
     with pytest.raises(UserError, match="max_shift >= 0"):
         random_shift(torch.zeros(2, 4), torch.Generator(), max_shift=-1)
+
+
+def test_auto_is_the_usual_augmentation_of_each_registered_network():
+    from rolemodels.config import FitSpec
+
+    auto = FitSpec(augment="auto", augment_size=3)
+    assert auto.for_model("cnn1d").augment == "shift" and auto.for_model("cnn1d").augment_size == 3
+    for name in ("cnn2d", "cnn2d_wide", "resnet18"):
+        assert auto.for_model(name).augment == "crop_flip"
+    assert auto.for_model("mlp").augment == "none"
+    assert FitSpec(augment="shift").for_model("mlp").augment == "shift"  # an explicit choice is kept
+
+
+@pytest.mark.parametrize("override, needle", [("teachers.augment=crop_flip", "teachers.augment: crop_flip augments images"),
+                                              ("students.augment=crop_flip", "students.augment: crop_flip")])
+def test_an_augmentation_that_does_not_fit_the_inputs_is_refused_before_any_work(tmp_path, capsys, override, needle):
+    from rolemodels.cli import main
+
+    out = tmp_path / "run"
+    code = main(["run", "--quiet", "--out", str(out), "data.n_train=100", "data.n_test=50", "data.n_pool=300",
+                 "data.generator=fast", f"data.cache_dir={tmp_path / 'cache'}", override])
+    assert code == 2
+    assert needle in capsys.readouterr().err
+    assert not out.exists()

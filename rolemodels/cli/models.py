@@ -33,7 +33,8 @@ def models_command(args: argparse.Namespace) -> int:
         except UserError:
             continue  # this model does not take inputs of that shape
         rows.append({"name": name, "parameters": params, "input_shape": list(model_shape),
-                     "width": args.width or spec.default_width, "description": spec.description})
+                     "width": args.width or spec.default_width, "augment": spec.augment,
+                     "description": spec.description})
     if not rows:
         raise UserError(f"--input-shape {args.input_shape}: no registered model takes inputs of that shape")
     if args.json:
@@ -41,7 +42,8 @@ def models_command(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             shape_text = "x".join(map(str, row["input_shape"]))
-            print(f"{row['name']:10} {row['parameters']:>12,} parameters  input {shape_text:10} {row['description']}")
+            print(f"{row['name']:10} {row['parameters']:>12,} parameters  input {shape_text:10} "
+                  f"augment=auto: {row['augment']:9} {row['description']}")
     return 0
 
 
