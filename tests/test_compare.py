@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 
 import compare  # noqa: E402  experiments/compare.py
+import compare_methods as methods  # noqa: E402
+import compare_report as report  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -50,9 +52,9 @@ def rows_of(out: Path) -> list[dict]:
 def test_quick_mode_writes_every_method_of_every_setting(quick):
     out, _ = quick
     results = json.loads(out.read_text())
-    assert results["quick"] is True and set(results["methods"]) == set(compare.METHODS)
+    assert results["quick"] is True and set(results["methods"]) == set(methods.METHODS)
     for data, noise, seed in compare.QUICK_SETTINGS:
-        expected = {name for _, names, only in compare.GROUPS if only is None or data in only for name in names}
+        expected = {name for _, names, applies in methods.GROUPS if applies(data, noise) for name in names}
         found = {r["method"] for r in results["rows"] if (r["data"], r["noise"], r["seed"]) == (data, noise, seed)}
         assert found == expected, (data, noise, seed)
     for row in results["rows"]:
@@ -72,7 +74,7 @@ def test_every_method_of_a_setting_trained_on_the_same_saved_noisy_labels(quick)
     assert len(by_setting) == len(compare.QUICK_SETTINGS)
     for (data, noise, seed), hashes in by_setting.items():
         saved = np.load(work / data / noise / f"seed{seed}" / "noisy_labels.npy")
-        assert hashes == {compare.labels_sha256(saved)}, (data, noise, seed)
+        assert hashes == {methods.labels_sha256(saved)}, (data, noise, seed)
     assert len(set.union(*by_setting.values())) == len(by_setting)  # the settings' labels differ
 
 
@@ -114,7 +116,7 @@ def test_markdown_and_figure_come_from_the_json(quick, tmp_path, capsys):
     compare.main(["--markdown", "--out", str(out)])
     printed = capsys.readouterr().out
     for name in ("cleanlab", "ensemble_distill", "label_spreading"):
-        assert compare.METHODS[name].label in printed
+        assert methods.METHODS[name].label in printed
     figure = tmp_path / "compare.png"
     compare.main(["--figure", str(figure), "--out", str(out)])
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -126,11 +128,11 @@ def test_markdown_and_figure_come_from_the_json(quick, tmp_path, capsys):
 
 def test_flag_scores_against_the_flipped_labels():
     flipped = np.array([True, True, False, False, True, False])
-    scores = compare.flag_scores(np.array([0, 2, 3]), flipped)  # indices: one hit of three flags, of 3 flips
+    scores = methods.flag_scores(np.array([0, 2, 3]), flipped)  # indices: one hit of three flags, of 3 flips
     assert scores == {"flagged": 3, "precision": pytest.approx(1 / 3), "recall": pytest.approx(1 / 3)}
     mask = np.array([True, True, False, False, False, False])  # a mask: two hits, no false alarm
-    assert compare.flag_scores(mask, flipped) == {"flagged": 2, "precision": 1.0, "recall": pytest.approx(2 / 3)}
-    nothing = compare.flag_scores(np.zeros(6, dtype=bool), flipped)
+    assert methods.flag_scores(mask, flipped) == {"flagged": 2, "precision": 1.0, "recall": pytest.approx(2 / 3)}
+    nothing = methods.flag_scores(np.zeros(6, dtype=bool), flipped)
     assert nothing["flagged"] == 0 and np.isnan(nothing["precision"]) and nothing["recall"] == 0.0
 
 
@@ -140,7 +142,7 @@ def test_early_stopping_keeps_the_best_validation_epoch():
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     y = torch.tensor([0, 1])
     model = torch.nn.Linear(2, 2, bias=False)
-    tracker = compare.BestOnValidation(model, x, y, torch.device("cpu"), "fp32")
+    tracker = methods.BestOnValidation(model, x, y, torch.device("cpu"), "fp32")
     epochs = [torch.tensor([[1.0, 1.0], [0.0, 0.0]]),  # always class 0: 0.5
               torch.eye(2),                             # right on both: 1.0
               torch.tensor([[0.0, 1.0], [1.0, 0.0]])]   # wrong on both: 0.0
@@ -159,8 +161,8 @@ def test_tables_give_mean_and_std_over_seeds():
     rows = [{"data": "mnist1d", "noise": "paper20", "seed": s, "method": "cleanlab", "accuracy": a,
              "replication": 0.1, "fits": 6, "seconds": 10.0, "flagged": 100, "precision": 0.5, "recall": 0.75,
              "labels_sha256": "x", "finished": ""} for s, a in enumerate([0.80, 0.82, 0.84])]
-    table = compare.aggregate(rows)[("mnist1d", "paper20")]["cleanlab"]
+    table = report.aggregate(rows)[("mnist1d", "paper20")]["cleanlab"]
     assert table["accuracy"]["mean"] == pytest.approx(0.82) and table["accuracy"]["std"] == pytest.approx(0.02)
     assert table["seeds"] == 3
-    assert "| 82.0 ± 2.0 |" in compare.full_table({"rows": rows})
-    assert "| 82.0 ± 2.0 |" in compare.short_table({"rows": rows})
+    assert "| 82.0 ± 2.0 |" in report.full_table({"rows": rows})
+    assert "| 82.0 ± 2.0 |" in report.short_table({"rows": rows})
