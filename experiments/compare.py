@@ -2,7 +2,7 @@
 the very same noisy labels, side by side with ours.
 
     python experiments/compare.py --threads 2                  # the full benchmark (about an hour on 2 cores)
-    python experiments/compare.py --quick --out runs/compare-quick/compare.json   # tiny sizes, under a minute
+    python experiments/compare.py --quick                      # tiny sizes, under a minute: runs/compare-quick/
     python experiments/compare.py --markdown                   # docs/compare.md's tables from docs/data/compare.json
     python experiments/compare.py --figure                     # docs/figures/compare.png from it
 
@@ -53,7 +53,8 @@ from rolemodels.train import resolve_device  # noqa: E402
 
 RESULTS = ROOT / "docs" / "data" / "compare.json"
 FIGURE = ROOT / "docs" / "figures" / "compare.png"
-WORK = ROOT / "runs" / "compare"
+WORK = Path("runs") / "compare"  # like `rolemodels run`, under the current folder
+QUICK = Path("runs") / "compare-quick"
 FASHION_ROOT = "/usr/share/datasets/fashion-mnist"
 
 # ---------------------------------------------------------------------------------------------
@@ -150,7 +151,7 @@ def make_case(data_name: str, noise: str, seed: int, *, quick: bool, threads: in
     labels = folder / "noisy_labels.npy"
     if not labels.exists():
         write_labels(labels, noisy)
-    overrides.append(f"noise.labels_file={labels}")
+    overrides.append(f"noise.labels_file={labels.resolve()}")  # the run folders' configuration: from any folder
     cfg = load_config(spec.preset, overrides)
     return Case(data_name, noise, seed, cfg, spec.preset, overrides, data, noisy,
                 noise_partner(T) if preset in PARTNERED else None, folder, resolve_device(cfg.train.device))
@@ -215,15 +216,14 @@ def main(argv: list[str] | None = None) -> None:
                              "seed, or none")
     parser.add_argument("--data", nargs="+", choices=list(DATA), help="only these datasets' settings")
     parser.add_argument("--out", help=f"results JSON (default {RESULTS.relative_to(ROOT)}; with --quick "
-                                      "runs/compare-quick/compare.json)")
-    parser.add_argument("--work", help=f"folder for noisy labels and run folders (default {WORK.relative_to(ROOT)})")
+                                      f"{QUICK / 'compare.json'})")
+    parser.add_argument("--work", help=f"folder for noisy labels and run folders (default {WORK}; with --quick {QUICK})")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--markdown", action="store_true", help="print the full table and the README's, and exit")
     parser.add_argument("--figure", metavar="PNG", nargs="?", const=str(FIGURE),
                         help=f"draw the figure from the results JSON (default {FIGURE.relative_to(ROOT)}), and exit")
     args = parser.parse_args(argv)
-    quick_root = ROOT / "runs" / "compare-quick"
-    out = Path(args.out) if args.out else quick_root / "compare.json" if args.quick else RESULTS
+    out = Path(args.out) if args.out else QUICK / "compare.json" if args.quick else RESULTS
     if args.markdown or args.figure:
         if not out.exists():
             parser.error(f"{out} does not exist: run the benchmark first (or give its file with --out)")
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.markdown:
             print(full_table(results), "\n### README\n", short_table(results), sep="\n")
         return
-    work = Path(args.work) if args.work else quick_root if args.quick else WORK
+    work = Path(args.work) if args.work else QUICK if args.quick else WORK
     torch.set_num_threads(args.threads)
     settings = QUICK_SETTINGS if args.quick else full_settings(args.fashion)
     settings = [s for s in settings if args.data is None or s[0] in args.data]
