@@ -102,16 +102,17 @@ def scored(case: Case, pred: torch.Tensor | np.ndarray, *, fits: int, seconds: f
             "fits": fits, "seconds": round(seconds, 2), "labels_sha256": labels_sha256(labels), **(flags or {})}
 
 
-def train_network(case: Case, recipe: tuple[Architecture, FitSpec], x, labels: np.ndarray, seed: int,
-                  log: Callable[[dict], None] | None = None) -> torch.nn.Module:
+def train_network(case: Case, recipe: tuple[Architecture, FitSpec], x, labels: np.ndarray,
+                  seed: int) -> torch.nn.Module:
     """A network of `recipe` trained on x with labels int64 [n] by the library's loop."""
     arch, spec = recipe
     model = new_model(arch, case.data, case.stats, seed)
     return fit(model, x, fixed_targets(torch.from_numpy(labels).long()), spec, seed=seed, device=case.device,
-               precision=case.cfg.train.precision, log=log)
+               precision=case.cfg.train.precision)
 
 
-def test_predictions(case: Case, model: torch.nn.Module, x=None) -> torch.Tensor:
+def predicted(case: Case, model: torch.nn.Module, x=None) -> torch.Tensor:
+    """The model's classes int64 [N] of x (default: the test set)."""
     x = case.data.x_test if x is None else x
     return predict_logits(model, x, case.device, case.cfg.train.precision, case.cfg.train.eval_batch_size).argmax(1)
 
@@ -156,7 +157,7 @@ def early_stopping(case: Case) -> dict[str, dict]:
                                case.cfg.train.precision)
     fit(model, case.data.x_train[train], fixed_targets(torch.from_numpy(case.noisy[train])), spec,
         seed=case.seeds.teacher(0), device=case.device, precision=case.cfg.train.precision, log=tracker)
-    pred = test_predictions(case, tracker.restore())
+    pred = predicted(case, tracker.restore())
     row = scored(case, pred, fits=1, seconds=time.perf_counter() - started, labels=case.noisy)
     return {"early_stopping": {**row, "best_epoch": tracker.best_epoch, "epochs": len(tracker.history)}}
 
@@ -167,7 +168,7 @@ def robust_loss(case: Case) -> dict[str, dict]:
     arch, spec = case.teacher_recipe
     spec = dataclasses.replace(spec, loss="gce")
     model = train_network(case, (arch, spec), case.data.x_train, case.noisy, case.seeds.teacher(0))
-    return {"gce": scored(case, test_predictions(case, model), fits=1, seconds=time.perf_counter() - started,
+    return {"gce": scored(case, predicted(case, model), fits=1, seconds=time.perf_counter() - started,
                           labels=case.noisy)}
 
 
@@ -242,7 +243,7 @@ def cleanlab_student(case: Case) -> dict[str, dict]:
     student = train_network(case, case.student_recipe, case.data.x_pool[:n], p.pool_labels[:n],
                             case.seeds.ensemble_student(0))
     seconds = p.seconds + time.perf_counter() - started
-    return {"cleanlab_student": scored(case, test_predictions(case, student), fits=Pruning.FITS + 1,
+    return {"cleanlab_student": scored(case, predicted(case, student), fits=Pruning.FITS + 1,
                                        seconds=seconds, labels=case.noisy, flags=flag_scores(p.issues, case.flipped))}
 
 
@@ -360,7 +361,7 @@ def cleanlab_then_distill(case: Case) -> dict[str, dict]:
     pool_labels = plurality_vote(votes, case.data.num_classes, softmax_sum(logits)).numpy()
     student = train_network(case, case.student_recipe, x_pool, pool_labels, case.seeds.ensemble_student(0))
     seconds = p.seconds + time.perf_counter() - started
-    return {"cleanlab_distill": scored(case, test_predictions(case, student), fits=Pruning.FITS + K + 1,
+    return {"cleanlab_distill": scored(case, predicted(case, student), fits=Pruning.FITS + K + 1,
                                        seconds=seconds, labels=case.noisy, flags=flag_scores(p.issues, case.flipped))}
 
 

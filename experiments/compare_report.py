@@ -21,11 +21,19 @@ def aggregate(rows: list[dict]) -> dict[tuple[str, str], dict[str, dict]]:
         table[setting] = {}
         for name in [m for m in METHODS if m in methods]:
             rs = methods[name]
-            numbers = {key: summarize([r[key] for r in rs]) if rs[0].get(key) is not None else None
+            numbers = {key: summarized([r.get(key) for r in rs])
                        for key in ("accuracy", "replication", "precision", "recall", "flagged")}
             table[setting][name] = {**numbers, "fits": float(np.mean([r["fits"] for r in rs])),
                                     "seconds": float(np.mean([r["seconds"] for r in rs])), "seeds": len(rs)}
     return table
+
+
+def summarized(values: list[float | None]) -> dict | None:
+    """summarize() over seeds, a missing value (None: no partner, nothing flagged) as NaN; None when
+    no seed has one."""
+    if all(v is None for v in values):
+        return None
+    return summarize([float("nan") if v is None else v for v in values])
 
 
 def pm(summary: dict | None, scale: float = 100.0, digits: int = 1) -> str:

@@ -166,3 +166,5 @@ def test_tables_give_mean_and_std_over_seeds():
     assert table["seeds"] == 3
     assert "| 82.0 ± 2.0 |" in report.full_table({"rows": rows})
     assert "| 82.0 ± 2.0 |" in report.short_table({"rows": rows})
+    rows[0]["precision"] = None  # nothing flagged in one seed: the others' mean
+    assert report.aggregate(rows)[("mnist1d", "paper20")]["cleanlab"]["precision"]["mean"] == 0.5
