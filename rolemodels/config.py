@@ -65,6 +65,9 @@ class FitSpec:
     # so a small pool gets enough steps and a large one at least `epochs` passes. 0: `epochs` alone
     # (the default, which every run folder made before this key existed was trained with).
     min_examples: int = 0
+    # cross_entropy | gce: generalised cross-entropy (Zhang & Sabuncu 2018, q = 0.7), a loss that
+    # bounds what a wrong label can cost, so the model fits the noise less (train.GCE_Q)
+    loss: str = "cross_entropy"
 
     def epochs_for(self, n: int) -> int:
         """Passes over n examples: `epochs`, or more until `min_examples` have been seen."""
@@ -160,6 +163,8 @@ CHOICES = {
     "students.schedule": ("onecycle", "cosine", "constant"),
     "teachers.augment": ("auto", "none", "crop_flip", "shift"),
     "students.augment": ("auto", "none", "crop_flip", "shift"),
+    "teachers.loss": ("cross_entropy", "gce"),
+    "students.loss": ("cross_entropy", "gce"),
     "teachers.data": ("same", "overlap", "disjoint", "bootstrap"),
     "students.random_teacher": ("example", "batch", "epoch"),
     "students.ensemble": ("vote", "sum_logits", "vote_shares", "mean_prob"),

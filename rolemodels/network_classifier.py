@@ -53,14 +53,15 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
     (its inputs arrive standardised, in input_shape); width: 0 for the model's default;
     input_shape: one example's shape when X holds flat rows (e.g. (28, 28, 1) for a cnn2d),
     default X.shape[1:]. epochs, min_examples (at least this many examples seen, in whole
-    passes), batch_size, optimizer, lr, weight_decay, schedule: the recipe (`FitSpec`);
+    passes), batch_size, optimizer, lr, momentum, weight_decay, schedule, augment, augment_size:
+    the recipe (`FitSpec`; augment: none | crop_flip | shift | auto, on every training batch);
     random_state: initial weights and batch order; device: auto | cpu | cuda | cuda:N;
     precision: auto | bf16 | fp32 for training (predict_proba computes in float64).
     """
 
     def __init__(self, model="mlp", *, width=0, input_shape=None, epochs=30, min_examples=60_000, batch_size=128,
-                 optimizer="adamw", lr=3e-3, weight_decay=0.0, schedule="onecycle", random_state=None,
-                 device="auto", precision="auto"):
+                 optimizer="adamw", lr=3e-3, momentum=0.9, weight_decay=0.0, schedule="onecycle", augment="none",
+                 augment_size=0, random_state=None, device="auto", precision="auto"):
         self.model = model
         self.width = width
         self.input_shape = input_shape
@@ -69,8 +70,11 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.optimizer = optimizer
         self.lr = lr
+        self.momentum = momentum
         self.weight_decay = weight_decay
         self.schedule = schedule
+        self.augment = augment
+        self.augment_size = augment_size
         self.random_state = random_state
         self.device = device
         self.precision = precision
@@ -89,7 +93,9 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
             seed = seed_of(self.random_state)
             self.model_ = self._build(inputs, len(self.classes_), seed)
             spec = FitSpec(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
-                           weight_decay=self.weight_decay, schedule=self.schedule, min_examples=self.min_examples)
+                           momentum=self.momentum, weight_decay=self.weight_decay, schedule=self.schedule,
+                           augment=self.augment, augment_size=self.augment_size, min_examples=self.min_examples,
+                           ).for_model(self.model if isinstance(self.model, str) else "")  # auto: its usual one
             labels = torch.from_numpy(encoded.astype(np.int64))
             fit(self.model_, inputs, fixed_targets(labels), spec, seed=seed, device=self.device_,
                 precision=self.precision)

@@ -311,7 +311,7 @@ def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, 
                 else:
                     yb = targets(idx, epoch).to(device, non_blocking=True)
                 logits = forward(xb)
-            loss = slice_loss(logits, yb, total, world)
+            loss = slice_loss(logits, yb, total, world, spec.loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -336,12 +336,31 @@ def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, 
     return model
 
 
-def slice_loss(logits: torch.Tensor, labels: torch.Tensor, total: int, world: World) -> torch.Tensor:
-    """Cross-entropy of this rank's slice, scaled so that the mean over the W ranks (what DDP
-    averages) is the mean over the global batch of `total` examples; one process: the plain mean."""
+GCE_Q = 0.7  # generalised cross-entropy's q: Zhang & Sabuncu's choice for noisy labels
+
+
+def generalized_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, q: float = GCE_Q) -> torch.Tensor:
+    """Mean of (1 - p_y^q) / q over the batch (Zhang & Sabuncu 2018), p = softmax(logits).
+
+    logits: float [B, C]; labels: int64 [B] classes, or float [B, C] class probabilities (soft
+    labels: sum_c t_c (1 - p_c^q) / q). Between cross-entropy (q -> 0) and the mean absolute error
+    (q = 1): a wrong label costs at most 1 / q, where cross-entropy's cost has no bound.
+    """
+    probs = torch.softmax(logits.float(), 1)
+    if labels.dim() == 1:
+        return ((1 - probs.gather(1, labels[:, None]).squeeze(1) ** q) / q).mean()
+    return (labels.float() * (1 - probs ** q) / q).sum(1).mean()
+
+
+def slice_loss(logits: torch.Tensor, labels: torch.Tensor, total: int, world: World,
+               loss: str = "cross_entropy") -> torch.Tensor:
+    """The loss (cross_entropy | gce) of this rank's slice, scaled so that the mean over the W
+    ranks (what DDP averages) is the mean over the global batch of `total` examples; one
+    process: the plain mean."""
     if len(labels) == 0:  # a last global batch smaller than the world leaves this rank nothing
         return logits.sum() * 0.0  # zero gradients, but a backward pass for DDP to match
-    return F.cross_entropy(logits.float(), labels) * (len(labels) * world.size / total)
+    mean = generalized_cross_entropy(logits, labels) if loss == "gce" else F.cross_entropy(logits.float(), labels)
+    return mean * (len(labels) * world.size / total)
 
 
 def predict_logits(model: nn.Module, x, device: torch.device, precision: str = "auto", batch_size: int = 8192,

@@ -124,6 +124,14 @@ def _predicted(done: subprocess.CompletedProcess, work: Path) -> None:
     assert np.load(work / "labels.npy").shape == (30,) and "30 labels written" in done.stdout
 
 
+def _compared(done: subprocess.CompletedProcess, work: Path) -> None:
+    rows = json.loads((work / "runs/compare-quick/compare.json").read_text())["rows"]
+    hashes = {(r["data"], r["noise"], r["seed"]): set() for r in rows}
+    for r in rows:
+        hashes[(r["data"], r["noise"], r["seed"])].add(r["labels_sha256"])
+    assert len(rows) > 20 and all(len(h) == 1 for h in hashes.values()), hashes
+
+
 COMMANDS: dict[str, Run | Skip] = {
     # The README's two commands make a virtual environment and install: CI runs the second (.ci/run).
     "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e . && rolemodels run":
@@ -161,6 +169,14 @@ COMMANDS: dict[str, Run | Skip] = {
         Skip("every case: about 25 minutes on 2 cores; its --table runs here, its --list below"),
     "python experiments/practitioners.py --table": Run(lambda done, work: "mnist1d/paper20/train4000" in done.stdout
                                                        or pytest.fail(done.stdout)),
+    "python experiments/compare.py --threads 2":
+        Skip("the full comparison benchmark: about an hour on 2 cores; its --quick runs here"),
+    "python experiments/compare.py --quick": Run(_compared),
+    # TODO: a Run once docs/data/compare.json exists (the full run writes it)
+    "python experiments/compare.py --markdown":
+        Skip("reads docs/data/compare.json, which the full run writes; tests/test_compare.py checks the tables"),
+    "python experiments/compare.py --figure":
+        Skip("draws into the checkout's docs/figures/; tests/test_compare.py draws the quick mode's figure"),
     "python experiments/study_augmentation.py --seeds 2":
         Skip("the augmentation study: about 20 minutes on 2 cores; its --help runs below"),
     "python experiments/study_decorrelation.py --seeds 2 train.threads=1":

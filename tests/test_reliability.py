@@ -86,6 +86,7 @@ for section in ("teachers", "students"):  # the training recipe of each
         f"{section}.augment": [("mixup", f"config key {section}.augment", ())],
         f"{section}.min_examples": [("-1", f"config key {section}.min_examples", ())],
         f"{section}.augment_size": [("-2", f"config key {section}.augment_size", ())],
+        f"{section}.loss": [("focal", f"config key {section}.loss", ())],
     })
 
 

@@ -300,3 +300,42 @@ def test_soft_targets_train_toward_the_given_distribution():
     assert abs(probs.max(1).values.mean().item() - 0.7) < 0.1  # calibrated to the soft label, not to 1
     hard = fit(new_model(0), x, fixed_targets(y), spec, n=len(y), seed=0, device=CPU)
     assert torch.softmax(predict_logits(hard, x, CPU, "fp32"), 1).max(1).values.mean() > 0.9
+
+
+def test_generalized_cross_entropy_is_its_formula_for_hard_and_soft_labels():
+    from rolemodels.train import GCE_Q, generalized_cross_entropy
+
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
+    p = torch.softmax(logits, 1)
+    q = GCE_Q
+    hard = generalized_cross_entropy(logits, torch.tensor([0, 1]))
+    assert q == 0.7 and torch.allclose(hard, ((1 - p[0, 0] ** q) / q + (1 - p[1, 1] ** q) / q) / 2)
+    soft = torch.tensor([[0.25, 0.75, 0.0], [0.0, 0.0, 1.0]])
+    expected = ((0.25 * (1 - p[0, 0] ** q) + 0.75 * (1 - p[0, 1] ** q)) / q + (1 - p[1, 2] ** q) / q) / 2
+    assert torch.allclose(generalized_cross_entropy(logits, soft), expected)
+    one_hot = torch.nn.functional.one_hot(torch.tensor([0, 1]), 3).float()
+    assert torch.allclose(generalized_cross_entropy(logits, one_hot), hard)
+    # A confidently wrong label costs at most 1/q; cross-entropy's cost grows without bound.
+    wrong = torch.tensor([[30.0, -30.0, 0.0]])
+    assert generalized_cross_entropy(wrong, torch.tensor([1])) <= 1 / q + 1e-6
+
+
+def test_slice_loss_is_cross_entropy_by_default_and_gce_when_asked():
+    from rolemodels.runtime.world import SINGLE
+    from rolemodels.train import generalized_cross_entropy, slice_loss
+
+    x, y = separable_problem()
+    logits = torch.randn(len(y), C, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(slice_loss(logits, y, len(y), SINGLE), torch.nn.functional.cross_entropy(logits, y))
+    assert torch.equal(slice_loss(logits, y, len(y), SINGLE, "cross_entropy"),
+                       torch.nn.functional.cross_entropy(logits, y))
+    assert torch.allclose(slice_loss(logits, y, len(y), SINGLE, "gce"), generalized_cross_entropy(logits, y))
+
+
+def test_fit_with_gce_learns_and_differs_from_cross_entropy():
+    x, y = separable_problem()
+    spec = FitSpec(epochs=30, batch_size=32, lr=3e-2)
+    ce = fit(new_model(0), x, fixed_targets(y), spec, seed=0, device=CPU)
+    gce = fit(new_model(0), x, fixed_targets(y), FitSpec(**{**spec.__dict__, "loss": "gce"}), seed=0, device=CPU)
+    assert not same_weights(ce, gce)
+    assert (predict_logits(gce, x, CPU).argmax(1) == y).double().mean() > 0.9

@@ -1,0 +1,113 @@
+"""experiments/compare.py's tables and figure, made from its results JSON alone (so the docs can
+be regenerated without rerunning anything)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from compare_methods import METHODS
+from rolemodels.metrics import summarize
+
+
+def aggregate(rows: list[dict]) -> dict[tuple[str, str], dict[str, dict]]:
+    """(data, noise) -> method -> {"accuracy", "replication", "precision", "recall": summarize(...),
+    "fits", "seconds" (means), "seeds"}: the mean and std over seeds."""
+    grouped: dict[tuple[str, str], dict[str, list[dict]]] = {}
+    for r in rows:
+        grouped.setdefault((r["data"], r["noise"]), {}).setdefault(r["method"], []).append(r)
+    table = {}
+    for setting, methods in grouped.items():
+        table[setting] = {}
+        for name in [m for m in METHODS if m in methods]:
+            rs = methods[name]
+            numbers = {key: summarized([r.get(key) for r in rs])
+                       for key in ("accuracy", "replication", "precision", "recall", "flagged")}
+            table[setting][name] = {**numbers, "fits": float(np.mean([r["fits"] for r in rs])),
+                                    "seconds": float(np.mean([r["seconds"] for r in rs])), "seeds": len(rs)}
+    return table
+
+
+def summarized(values: list[float | None]) -> dict | None:
+    """summarize() over seeds, a missing value (None: no partner, nothing flagged) as NaN; None when
+    no seed has one."""
+    if all(v is None for v in values):
+        return None
+    return summarize([float("nan") if v is None else v for v in values])
+
+
+def pm(summary: dict | None, scale: float = 100.0, digits: int = 1) -> str:
+    if summary is None:
+        return "–"
+    mean, std = scale * summary["mean"], scale * summary["std"]
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if len(summary["values"]) > 1 else f"{mean:.{digits}f}"
+
+
+HEADER = ("| method | test accuracy % | noise replication % | fits | seconds | flagged | precision | recall |\n"
+          "|---|---|---|---|---|---|---|---|")
+
+
+def full_table(results: dict) -> str:
+    """Every (data, noise): one row per method, accuracy and replication in %, mean ± std over seeds."""
+    parts = []
+    for (data, noise), methods in aggregate(results["rows"]).items():
+        seeds = max(m["seeds"] for m in methods.values())
+        parts += [f"#### {data}, {noise} ({seeds} seed{'s' if seeds > 1 else ''})", "", HEADER]
+        for name, m in methods.items():
+            flagged = f"{m['flagged']['mean']:,.0f}" if m["flagged"] else "–"
+            seconds = f"{m['seconds']:.0f}" if m["seconds"] >= 10 else f"{m['seconds']:.1f}"
+            parts.append(f"| {METHODS[name].label} | {pm(m['accuracy'])} | {pm(m['replication'])} | "
+                         f"{m['fits']:.0f} | {seconds} | {flagged} | {pm(m['precision'], 1, 2)} | "
+                         f"{pm(m['recall'], 1, 2)} |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+README_METHODS = ("noisy_model", "early_stopping", "gce", "cleanlab", "cleanlab_student", "ensemble",
+                  "ensemble_distill", "random_distill", "cleanlab_distill", "clean_train")
+
+
+def short_table(results: dict) -> str:
+    """The README's table: the main methods' test accuracy (%), one column per (data, noise)."""
+    table = aggregate(results["rows"])
+    settings = list(table)
+    lines = ["| method | " + " | ".join(f"{d} {n}" for d, n in settings) + " |",
+             "|---|" + "---|" * len(settings)]
+    for name in README_METHODS:
+        cells = [pm(table[s][name]["accuracy"]) if name in table[s] else "–" for s in settings]
+        lines.append(f"| {METHODS[name].label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+COLOURS = {"baseline": "#9e9e9e", "ours": "#1f77b4", "combination": "#2ca02c", "reference": "#d9d9d9"}
+
+
+def draw_figure(results: dict, path: Path) -> None:
+    """Accuracy by method (mean ± std over seeds), one panel per (data, noise)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = aggregate(results["rows"])
+    columns = min(3, len(table))
+    rows = -(-len(table) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 4.2 * rows), squeeze=False)
+    for ax, ((data, noise), methods) in zip(axes.flat, table.items()):
+        names = list(methods)[::-1]  # top to bottom in the tables' order
+        means = [100 * methods[n]["accuracy"]["mean"] for n in names]
+        stds = [100 * methods[n]["accuracy"]["std"] for n in names]
+        ax.barh(range(len(names)), means, xerr=stds, color=[COLOURS[METHODS[n].kind] for n in names])
+        ax.set_yticks(range(len(names)), [METHODS[n].label for n in names], fontsize=7)
+        low = min(means) - 5
+        ax.set_xlim(max(0, low), 100)
+        ax.set_xlabel("clean test accuracy (%)")
+        ax.set_title(f"{data}, {noise}", fontsize=10)
+    for ax in list(axes.flat)[len(table):]:
+        ax.axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
