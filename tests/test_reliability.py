@@ -137,7 +137,7 @@ def test_a_bad_value_of_every_key_is_refused_before_anything_is_written(key, val
 def test_a_diverging_training_stops_with_one_line_and_no_results(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["run", "--quiet", "--out", str(out), f"data.cache_dir={tmp_path / 'cache'}", *SMALL,
-                 "teachers.lr=1e30"])
+                 "teachers.lr=1e30", "teachers.batch_size=64"])  # several steps: the first update diverges
     assert code == 1
     assert_one_line(capsys.readouterr().err, "teacher 1/2: the training loss became nan in epoch 1 of 1")
     assert not (out / "results.json").exists()
