@@ -20,6 +20,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rolemodels.report import processor_name  # noqa: E402  (lscpu's model name)
 
 
 def main() -> None:
@@ -46,7 +49,7 @@ def main() -> None:
         results = json.loads((out / "results.json").read_text())
     seconds = results["seconds"]
     other = seconds["total"] - seconds["teachers"] - seconds["labelling"] - seconds["students"]
-    print(f"# default run, {datetime.date.today()}, {platform.processor() or platform.machine()}, "
+    print(f"# default run, {datetime.date.today()}, {processor_name() or platform.machine()}, "
           f"{os.cpu_count()} cores, torch {results['environment']['torch']}")
     print(f"command: {' '.join(command[1:])}")
     print("| stage | seconds |\n|---|---|")

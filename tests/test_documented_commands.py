@@ -178,7 +178,14 @@ COMMANDS: dict[str, Run | Skip] = {
     "python experiments/compare.py --figure":
         Skip("draws into the checkout's docs/figures/; tests/test_compare.py draws the quick mode's figure"),
     "python experiments/study_augmentation.py --seeds 2":
-        Skip("the augmentation study: about 20 minutes on 2 cores; its --help runs below"),
+        Skip("the augmentation study: about an hour on 2 cores; its --table-only and --help run here"),
+    "python experiments/study_augmentation.py --table-only":
+        Run(lambda done, work: "shift2-80-b256+students" in done.stdout or pytest.fail(done.stdout)),
+    "python experiments/teacher_fit.py --config configs/fashion-mnist.toml teachers.augment=crop_flip "
+    "teachers.augment_size=2 teachers.epochs=30":
+        Skip("needs Fashion-MNIST (Debian's dataset-fashion-mnist) and about 6 minutes; the MNIST-1D line runs here"),
+    "python experiments/teacher_fit.py teachers.epochs=60":
+        Run(lambda done, work: "mean: fit" in done.stdout or pytest.fail(done.stdout), tuple(SMALL)),
     "python experiments/study_decorrelation.py --seeds 2 train.threads=1":
         Skip("the study: about 2 hours on 2 cores; its --help runs below"),
 }
