@@ -215,6 +215,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="Fashion-MNIST settings: the paper's noise with seed 0 (default), every noise and "
                              "seed, or none")
     parser.add_argument("--data", nargs="+", choices=list(DATA), help="only these datasets' settings")
+    parser.add_argument("--noises", nargs="+", choices=list(NOISES), help="only these noises' settings")
+    parser.add_argument("--seeds", nargs="+", type=int, choices=SEEDS, help="only these seeds' settings")
     parser.add_argument("--out", help=f"results JSON (default {RESULTS.relative_to(ROOT)}; with --quick "
                                       f"{QUICK / 'compare.json'})")
     parser.add_argument("--work", help=f"folder for noisy labels and run folders (default {WORK}; with --quick {QUICK})")
@@ -236,7 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(args.work) if args.work else QUICK if args.quick else WORK
     torch.set_num_threads(args.threads)
     settings = QUICK_SETTINGS if args.quick else full_settings(args.fashion)
-    settings = [s for s in settings if args.data is None or s[0] in args.data]
+    settings = [s for s in settings if (args.data is None or s[0] in args.data)
+                and (args.noises is None or s[1] in args.noises) and (args.seeds is None or s[2] in args.seeds)]
     command = "python experiments/compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
     started = time.perf_counter()
     run(settings, out=out, work=work, quick=args.quick, threads=args.threads, command=command.strip())
