@@ -47,6 +47,7 @@ from rolemodels.data import Dataset, load_dataset  # noqa: E402
 from rolemodels.experiment import noisy_training_labels  # noqa: E402
 from rolemodels.labelfiles import write_labels  # noqa: E402
 from rolemodels.noise import noise_partner  # noqa: E402
+from rolemodels.report import processor_name  # noqa: E402
 from rolemodels.runtime.files import atomic_write_json  # noqa: E402
 from rolemodels.seeds import Seeds  # noqa: E402
 from rolemodels.train import resolve_device  # noqa: E402
@@ -177,9 +178,7 @@ def load_rows(out: Path) -> dict[tuple, dict]:
 
 
 def machine() -> str:
-    names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-             if line.startswith("model name")] if Path("/proc/cpuinfo").exists() else []
-    return f"{names[0] if names else 'unknown processor'}, {len(os.sched_getaffinity(0))} cores"
+    return f"{processor_name() or 'unknown processor'}, {len(os.sched_getaffinity(0))} cores"
 
 
 def save(out: Path, rows: dict[tuple, dict], command: str, threads: int, quick: bool) -> None:
