@@ -346,10 +346,12 @@ def generalized_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, q: flo
     labels: sum_c t_c (1 - p_c^q) / q). Between cross-entropy (q -> 0) and the mean absolute error
     (q = 1): a wrong label costs at most 1 / q, where cross-entropy's cost has no bound.
     """
-    probs = torch.softmax(logits.float(), 1)
+    # p^q as exp(q log p): softmax(...) ** q has an infinite derivative where p underflows to 0,
+    # which turns a confidently wrong example's gradient into NaN (seen with bf16 training).
+    powered = torch.exp(q * torch.log_softmax(logits.float(), 1))
     if labels.dim() == 1:
-        return ((1 - probs.gather(1, labels[:, None]).squeeze(1) ** q) / q).mean()
-    return (labels.float() * (1 - probs ** q) / q).sum(1).mean()
+        return ((1 - powered.gather(1, labels[:, None]).squeeze(1)) / q).mean()
+    return (labels.float() * (1 - powered) / q).sum(1).mean()
 
 
 def slice_loss(logits: torch.Tensor, labels: torch.Tensor, total: int, world: World,

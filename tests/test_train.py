@@ -320,6 +320,20 @@ def test_generalized_cross_entropy_is_its_formula_for_hard_and_soft_labels():
     assert generalized_cross_entropy(wrong, torch.tensor([1])) <= 1 / q + 1e-6
 
 
+def test_generalized_cross_entropy_has_finite_gradients_where_a_probability_underflows():
+    from rolemodels.train import generalized_cross_entropy
+
+    # The labelled class's probability is exp(-200) = 0 in float32 (and in bf16): the form
+    # softmax(z) ** q would give 0 * inf = NaN gradients here.
+    logits = torch.tensor([[100.0, -100.0, 0.0], [1.0, 2.0, 3.0]], requires_grad=True)
+    for labels in (torch.tensor([1, 2]), torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])):
+        logits.grad = None
+        loss = generalized_cross_entropy(logits, labels)
+        loss.backward()
+        assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+        assert logits.grad[1].abs().sum() > 0  # the ordinary example still learns
+
+
 def test_slice_loss_is_cross_entropy_by_default_and_gce_when_asked():
     from rolemodels.runtime.world import SINGLE
     from rolemodels.train import generalized_cross_entropy, slice_loss
