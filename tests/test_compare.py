@@ -168,3 +168,22 @@ def test_tables_give_mean_and_std_over_seeds():
     assert "| 82.0 ± 2.0 |" in report.short_table({"rows": rows})
     rows[0]["precision"] = None  # nothing flagged in one seed: the others' mean
     assert report.aggregate(rows)[("mnist1d", "paper20")]["cleanlab"]["precision"]["mean"] == 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# The docs' numbers are the results file's
+
+
+def test_the_docs_tables_are_printed_from_the_kept_results():
+    """docs/compare.md's full table and the README's short one are exactly what --markdown prints
+    from docs/data/compare.json, and that file holds every setting of the full run."""
+    results = json.loads(compare.RESULTS.read_text())
+    assert results["quick"] is False
+    covered = {(r["data"], r["noise"], r["seed"]) for r in results["rows"]}
+    assert set(compare.full_settings("paper")) <= covered
+    for data, noise, seed in covered:
+        expected = {name for _, names, applies in methods.GROUPS if applies(data, noise) for name in names}
+        found = {r["method"] for r in results["rows"] if (r["data"], r["noise"], r["seed"]) == (data, noise, seed)}
+        assert found == expected, (data, noise, seed)
+    assert report.full_table(results) in (ROOT / "docs" / "compare.md").read_text()
+    assert report.short_table(results) in (ROOT / "README.md").read_text()
