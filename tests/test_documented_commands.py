@@ -162,7 +162,7 @@ COMMANDS: dict[str, Run | Skip] = {
     "python experiments/practitioners.py --table": Run(lambda done, work: "mnist1d/paper20/train4000" in done.stdout
                                                        or pytest.fail(done.stdout)),
     "python experiments/compare.py --threads 2":
-        Skip("the full comparison benchmark: about 1 h 20 min on 2 cores; its --quick and --markdown run here"),
+        Skip("the full comparison benchmark: about 1½ hours on 2 cores; its --quick and --markdown run here"),
     "python experiments/compare.py --quick":
         Skip("tests/test_compare.py runs exactly this (main(['--quick'])) and checks its output"),
     "python experiments/compare.py --markdown":
