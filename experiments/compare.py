@@ -246,6 +246,10 @@ def main(argv: list[str] | None = None) -> None:
     settings = QUICK_SETTINGS if args.quick else full_settings(args.fashion)
     settings = [s for s in settings if (args.data is None or s[0] in args.data)
                 and (args.noises is None or s[1] in args.noises) and (args.seeds is None or s[2] in args.seeds)]
+    if any(data == "fashion" for data, _, _ in settings) and not Path(FASHION_ROOT).is_dir():
+        # found before an hour of other settings, not after
+        parser.error(f"Fashion-MNIST is not under {FASHION_ROOT} (Debian's package dataset-fashion-mnist puts it "
+                     "there): install it, or leave it out with --fashion none")
     command = "python experiments/compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
     started = time.perf_counter()
     run(settings, out=out, work=work, quick=args.quick, threads=args.threads, command=command.strip())

@@ -126,6 +126,14 @@ def test_markdown_and_figure_come_from_the_json(quick, tmp_path, capsys):
 # Parts, on constructed cases
 
 
+def test_missing_fashion_mnist_is_refused_before_any_work(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(compare, "FASHION_ROOT", str(tmp_path / "nowhere"))
+    with pytest.raises(SystemExit):
+        compare.main(["--data", "fashion", "--out", str(tmp_path / "c.json"), "--work", str(tmp_path / "w")])
+    assert "--fashion none" in capsys.readouterr().err
+    assert not (tmp_path / "c.json").exists() and not (tmp_path / "w").exists()
+
+
 def test_flag_scores_against_the_flipped_labels():
     flipped = np.array([True, True, False, False, True, False])
     scores = methods.flag_scores(np.array([0, 2, 3]), flipped)  # indices: one hit of three flags, of 3 flips
