@@ -104,7 +104,7 @@ DATA = {
 }
 
 # What the full run covers (see docs/compare.md for its time): MNIST-1D and the table on every
-# noise, Fashion-MNIST (the costliest, about 7 minutes a setting on an AMX Xeon) on the paper's
+# noise, Fashion-MNIST (the costliest, about 10 minutes a setting on an AMX Xeon) on the paper's
 # noise; --fashion all gives it every noise.
 SEEDS = (0, 1, 2)
 QUICK_SETTINGS = [("mnist1d", "paper20", 0), ("digits", "pairflip30", 0)]

@@ -78,6 +78,13 @@ class FitSpec:
         """The recipe part of a [teachers] or [students] section."""
         return cls(**{f.name: getattr(section, f.name) for f in dataclasses.fields(cls)})
 
+    def check_loss(self) -> None:
+        """Refuse a loss the training loop does not have: a configuration's keys are checked when
+        it loads, a recipe built in code (NetworkClassifier's) only here."""
+        allowed = CHOICES["teachers.loss"]
+        if self.loss not in allowed:
+            raise UserError(f"loss: {self.loss!r} is not one of {', '.join(allowed)}")
+
     def for_model(self, name: str) -> "FitSpec":
         """This recipe for the registered network `name`: augment=auto becomes its usual augmentation."""
         if self.augment != "auto":

@@ -271,6 +271,7 @@ def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, 
     n = len(x) if n is None else n
     if n < 1:
         raise UserError("cannot train on an empty set")
+    spec.check_loss()  # once here, not in slice_loss on every batch
     place_model(model, device)
     model.train()
     dtype = autocast_dtype(device, precision)
@@ -361,12 +362,7 @@ def slice_loss(logits: torch.Tensor, labels: torch.Tensor, total: int, world: Wo
     process: the plain mean."""
     if len(labels) == 0:  # a last global batch smaller than the world leaves this rank nothing
         return logits.sum() * 0.0  # zero gradients, but a backward pass for DDP to match
-    if loss == "gce":
-        mean = generalized_cross_entropy(logits, labels)
-    elif loss == "cross_entropy":
-        mean = F.cross_entropy(logits.float(), labels)
-    else:  # the configuration checks its keys; an estimator's argument arrives here unchecked
-        raise UserError(f"loss: {loss!r} is not one of cross_entropy, gce")
+    mean = generalized_cross_entropy(logits, labels) if loss == "gce" else F.cross_entropy(logits.float(), labels)
     return mean * (len(labels) * world.size / total)
 
 
