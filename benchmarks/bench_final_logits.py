@@ -38,7 +38,7 @@ def main() -> None:
     from rolemodels.experiment import Architecture, new_model
     from rolemodels.models import input_stats
     from rolemodels.runtime.files import load_torch
-    from rolemodels.train import autocast_dtype, predict_logits, resolve_device
+    from rolemodels.device import autocast_dtype, predict_logits, resolve_device
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="a finished run folder (its config.toml and teachers)")

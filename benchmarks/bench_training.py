@@ -31,8 +31,9 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without installing
 from rolemodels.config import FitSpec
 from rolemodels.data.mnist1d_fast import generate_fast
+from rolemodels.device import autocast_dtype, cpu_bf16_support, predict_logits
 from rolemodels.models import build_model, count_parameters, input_stats
-from rolemodels.train import autocast_dtype, cpu_bf16_support, fit, fixed_targets, predict_logits
+from rolemodels.train import fit, fixed_targets
 
 LR = 3e-3  # the teachers' defaults (config.TeacherConfig): AdamW, no weight decay, OneCycle
 PCT_START = 0.15

@@ -50,7 +50,7 @@ from rolemodels.noise import noise_partner  # noqa: E402
 from rolemodels.report import processor_name  # noqa: E402
 from rolemodels.runtime.files import atomic_write_json  # noqa: E402
 from rolemodels.seeds import Seeds  # noqa: E402
-from rolemodels.train import resolve_device  # noqa: E402
+from rolemodels.device import resolve_device  # noqa: E402
 
 RESULTS = ROOT / "docs" / "data" / "compare.json"
 FIGURE = ROOT / "docs" / "figures" / "compare.png"

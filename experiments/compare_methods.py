@@ -27,7 +27,8 @@ from rolemodels.models import input_stats
 from rolemodels.runtime.files import arrays_sha256
 from rolemodels.seeds import Seeds
 from rolemodels.teach import softmax_sum
-from rolemodels.train import fit, fixed_targets, predict_logits
+from rolemodels.device import predict_logits
+from rolemodels.train import fit, fixed_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 

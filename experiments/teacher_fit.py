@@ -31,7 +31,8 @@ from rolemodels.metrics import accuracy, noise_replication  # noqa: E402
 from rolemodels.models import input_stats  # noqa: E402
 from rolemodels.runtime.threads import side_by_side  # noqa: E402
 from rolemodels.seeds import Seeds  # noqa: E402
-from rolemodels.train import fit, fixed_targets, predict_logits, resolve_device  # noqa: E402
+from rolemodels.device import predict_logits, resolve_device  # noqa: E402
+from rolemodels.train import fit, fixed_targets  # noqa: E402
 
 
 def main() -> None:

@@ -7,13 +7,14 @@ Each idea of the paper is a function over tensors or arrays:
 """
 from rolemodels.combine import (mean_probability, per_batch_teacher_targets, per_epoch_teacher_targets,
                                 plurality_vote, random_teacher_labels, summed_logits_labels, vote_shares)
+from rolemodels.device import predict_logits
 from rolemodels.errors import RunError, UserError
 from rolemodels.metrics import accuracy, confusion, noise_replication
 from rolemodels.models import build_model, count_parameters, input_stats
 from rolemodels.noise import apply_noise, noise_partner, realized_matrix, transition_matrix
 from rolemodels.student import Student, load_student, save_student
 from rolemodels.teach import label_pool, teacher_subsets
-from rolemodels.train import FitSpec, fit, fixed_targets, predict_logits
+from rolemodels.train import FitSpec, fit, fixed_targets
 
 __version__ = "0.1.0"
 

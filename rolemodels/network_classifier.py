@@ -27,7 +27,8 @@ from rolemodels.config import FitSpec
 from rolemodels.errors import UserError
 from rolemodels.models import Standardize, build_model, input_stats
 from rolemodels.student import Student, shaped_inputs
-from rolemodels.train import fit, fixed_targets, predict_logits, resolve_device
+from rolemodels.device import predict_logits, resolve_device
+from rolemodels.train import fit, fixed_targets
 
 
 @contextmanager

@@ -95,7 +95,7 @@ def processor_name() -> str:
 def environment(cfg: Config) -> dict:
     """Where the numbers were made: results differ between processors, because `precision=auto`
     trains in bf16 on CPUs with AMX and in float32 elsewhere."""
-    from rolemodels.train import autocast_dtype, resolve_device
+    from rolemodels.device import autocast_dtype, resolve_device
 
     device = resolve_device(cfg.train.device)
     dtype = autocast_dtype(device, cfg.train.precision)

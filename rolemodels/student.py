@@ -24,7 +24,7 @@ import torch.nn as nn
 from rolemodels.errors import UserError
 from rolemodels.models import MODELS, build_model
 from rolemodels.runtime.files import atomic_save_torch
-from rolemodels.train import predict_logits
+from rolemodels.device import predict_logits
 
 FORMAT = "rolemodels.student"
 FORMAT_VERSION = 1

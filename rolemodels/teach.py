@@ -7,8 +7,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from rolemodels.device import host_copy, pinned
 from rolemodels.errors import UserError
 from rolemodels.train import LabelsFromInputs
+from rolemodels.train_many import StackedPredictor
 
 
 def teacher_subsets(n: int, num_teachers: int, mode: str, overlap: float, seed: int) -> list[torch.Tensor]:
@@ -42,13 +44,15 @@ def label_pool(predict: Callable[[torch.Tensor], torch.Tensor], x_pool, chunk: i
     return label_pool_by_teachers([predict], x_pool, chunk=chunk, outputs=[(labels_out, logits_out)])[0]
 
 
-def label_pool_by_teachers(predicts: list[Callable[[torch.Tensor], torch.Tensor]], x_pool, rows: slice | None = None,
+def label_pool_by_teachers(predicts: list[Callable[[torch.Tensor], torch.Tensor]] | StackedPredictor, x_pool, rows: slice | None = None,
                            *, chunk: int = 65536, device: torch.device | None = None,
                            outputs: list[tuple[np.ndarray | None, np.ndarray | None]] | None = None
                            ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Every teacher's labels and logits for the pool's `rows` (default all), reading each chunk once.
 
-    predicts: K functions, inputs [B, ...] -> logits float32 [B, C] (on any device). x_pool: the
+    predicts: K functions, inputs [B, ...] -> logits float32 [B, C] (on any device), or one
+    StackedPredictor of K teachers (inputs [B, ...] -> logits [K, B, C] in one vmapped forward,
+    equal to the K functions' within rounding; train_many.py). x_pool: the
     pool [N, ...] as a tensor (on any device), array, memory map or ConcatPool. Each chunk of
     `chunk` rows is read once (the next one read ahead while this one is labelled, for a pool
     in host memory), copied to `device` once when given, and labelled there by every teacher;
@@ -61,13 +65,15 @@ def label_pool_by_teachers(predicts: list[Callable[[torch.Tensor], torch.Tensor]
     if last <= first:
         raise UserError("the pool is empty: distillation needs unlabelled examples")
     outputs = [list(pair) for pair in (outputs or [(None, None)] * len(predicts))]
+    if isinstance(predicts, StackedPredictor):
+        every_teacher = predicts
+    else:  # [K, b, C]: one teacher after another
+        every_teacher = lambda inputs: torch.stack([predict(inputs).float() for predict in predicts])
     starts = range(first, last, chunk)
-    streaming = not isinstance(x_pool, torch.Tensor) or (device is not None and x_pool.device != device)
-    pin = streaming and device is not None and device.type == "cuda"
 
     def read(start: int) -> torch.Tensor:
         part = torch.as_tensor(x_pool[start:min(start + chunk, last)])
-        return part.pin_memory() if pin else part
+        return part if device is None else pinned(part, device)
 
     def keep(start: int, labels: torch.Tensor, logits: torch.Tensor, copied) -> None:
         if copied is not None:
@@ -91,7 +97,7 @@ def label_pool_by_teachers(predicts: list[Callable[[torch.Tensor], torch.Tensor]
                 ahead = reader.submit(read, starts[i + 1])
             if device is not None:
                 inputs = inputs.to(device, non_blocking=True)
-            logits = torch.stack([predict(inputs).float() for predict in predicts])  # [K, b, C]
+            logits = every_teacher(inputs)  # [K, b, C]
             labels, logits = host_copy(logits.argmax(2).to(torch.uint8)), host_copy(logits.half())
             copied = torch.cuda.Event() if labels.is_pinned() else None
             if copied is not None:
@@ -101,15 +107,6 @@ def label_pool_by_teachers(predicts: list[Callable[[torch.Tensor], torch.Tensor]
             pending = (start, labels, logits, copied)
         keep(*pending)
     return [(pair[0], pair[1]) for pair in outputs]
-
-
-def host_copy(tensor: torch.Tensor) -> torch.Tensor:
-    """A GPU tensor's copy in pinned host memory, made without blocking (wait for the stream
-    before reading it); a CPU tensor as it is."""
-    if tensor.device.type != "cuda":
-        return tensor
-    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
-    return host.copy_(tensor, non_blocking=True)
 
 
 def softmax_sum(logits: list[np.ndarray], chunk: int = 262144) -> torch.Tensor:

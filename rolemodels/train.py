@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import math
 import time
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from rolemodels.augment import batch_augmentation
 from rolemodels.config import FitSpec
-from rolemodels.runtime.world import SINGLE, World, my_slice, shard_range, wrap_model
+from rolemodels.device import DeviceLike, Resident, autocast_dtype, canonical_device, is_on, on_device, pinned, place_model
 from rolemodels.errors import RunError, UserError
+from rolemodels.runtime.world import SINGLE, World, my_slice, shard_range, wrap_model
 
 # (batch indices int64[B] on the training device, epoch) -> class labels int64[B], or class
 # probabilities float[B, C] (soft labels), best on the indices' device (see `Resident`)
@@ -45,55 +44,18 @@ class LabelsFromInputs:
         raise NotImplementedError
 
 
-@lru_cache(maxsize=None)
-def cpu_bf16_support() -> str:
-    """"amx" (bf16 matrix units), "avx512" (AVX-512 BF16 dot products only) or "" (none)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-    return "amx" if "amx_bf16" in flags else "avx512" if "avx512_bf16" in flags else ""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"config key train.device: {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"config key train.device: {name} asked for, but no CUDA device is available")
-    return device
-
-
-def autocast_dtype(device: torch.device, precision: str, training: bool = True) -> torch.dtype | None:
-    """The autocast dtype (None: fp32) for `precision` auto | bf16 | fp32.
-
-    auto picks bf16 on CUDA and on CPUs with AMX. On CPUs with AVX-512 BF16 but no AMX it picks
-    bf16 for inference only: measured on such a CPU (docs/benchmarks.md), the default teachers
-    trained 25% slower under bf16 than in fp32, while labelling the pool ran 1.6x faster.
-    """
-    if precision == "fp32":
-        return None
-    if precision == "bf16" or device.type == "cuda":
-        return torch.bfloat16
-    support = cpu_bf16_support()
-    if support == "amx" or (support == "avx512" and not training):
-        return torch.bfloat16
-    return None
-
-
-def _optimizer(model: nn.Module, spec: FitSpec, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(params, spec: FitSpec, device: torch.device) -> torch.optim.Optimizer:
+    """The recipe's optimizer over `params` (a model's parameters, or models' stacked ones)."""
     # On a GPU one fused kernel updates every parameter (fewer launches per step); elsewhere torch's default.
     fused = {"fused": True} if device.type == "cuda" else {}
+    params = list(params)
     if spec.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum,
+        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum,
                                weight_decay=spec.weight_decay, nesterov=spec.momentum > 0, **fused)
-    return torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay, **fused)
+    return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay, **fused)
 
 
-def _scheduler(opt: torch.optim.Optimizer, spec: FitSpec, total_steps: int):
+def make_scheduler(opt: torch.optim.Optimizer, spec: FitSpec, total_steps: int):
     if spec.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(opt, spec.lr, total_steps=total_steps, pct_start=0.15)
     if spec.schedule == "cosine":
@@ -101,84 +63,11 @@ def _scheduler(opt: torch.optim.Optimizer, spec: FitSpec, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
 
 
-class Resident:
-    """A tensor with one copy on each device it is asked for, made on first use.
-
-    Targets keep their labels in one: a GPU step then gathers its labels on the device, where
-    copying them from host memory each step would wait for the host.
-    """
-
-    def __init__(self, tensor: torch.Tensor):
-        self.tensor = tensor
-        self._copies = {tensor.device: tensor}
-
-    def on(self, device: torch.device) -> torch.Tensor:
-        if device not in self._copies:
-            self._copies[device] = self.tensor.to(device)
-        return self._copies[device]
-
-
 def fixed_targets(labels: torch.Tensor) -> Targets:
     """Targets for a label vector int64[N] (or soft labels float[N, C]) that does not change
     between epochs: labels[idx] on the indices' device."""
     resident = Resident(labels)
     return lambda idx, epoch: resident.on(idx.device)[idx]
-
-
-def input_bytes(x) -> int:
-    """Bytes of inputs [N, ...] stored as a tensor, an array or a pool (anything with shape and dtype)."""
-    return math.prod(x.shape) * torch.empty(0, dtype=_torch_dtype(x.dtype)).element_size()
-
-
-def _torch_dtype(dtype) -> torch.dtype:
-    return dtype if isinstance(dtype, torch.dtype) else torch.from_numpy(np.empty(0, dtype=dtype)).dtype
-
-
-def device_copy_limit(device: torch.device) -> int:
-    """Bytes of inputs that may be copied to `device` and kept there: half of a GPU's free memory
-    (the other half is left for training and labelling); 0 on a CPU, where inputs stay as they
-    are (a memory-mapped pool is never loaded whole)."""
-    if device.type != "cuda":
-        return 0
-    free, _ = torch.cuda.mem_get_info(device)
-    return free // 2
-
-
-def on_device(x, device: torch.device, limit: int | None = None, chunk_bytes: int = 1 << 28):
-    """x as a tensor on `device` when its inputs fit in `limit` bytes (default device_copy_limit);
-    otherwise x as it is (batches then gather from it on the host).
-
-    x: a tensor, array, memory map or pool [N, ...] (uint8 stays uint8). It is read front to
-    back in contiguous chunks of about `chunk_bytes`, each copied without blocking from a pinned
-    buffer on a GPU, so a pool on disk is read once, in large sequential reads.
-    """
-    if isinstance(x, torch.Tensor) and x.device == device:
-        return x
-    limit = device_copy_limit(device) if limit is None else limit
-    size = input_bytes(x)
-    if size > limit:
-        return x
-    n = x.shape[0]
-    out = torch.empty(tuple(x.shape), dtype=_torch_dtype(x.dtype), device=device)
-    rows = max(1, chunk_bytes // max(1, size // max(1, n)))  # rows per chunk
-    for first in range(0, n, rows):
-        part = torch.as_tensor(x[first:first + rows])
-        if device.type == "cuda":
-            part = part.pin_memory()  # the caching host allocator keeps it until the copy is done
-        out[first:first + rows].copy_(part, non_blocking=True)
-    return out
-
-
-def place_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """The model on `device`, laid out as training leaves it there: on a GPU NHWC weights
-    (channels_last, 4-D tensors only) to match the NHWC batches Standardize makes, so a teacher
-    read from disk runs the kernels of a freshly trained one. Always outside inference mode:
-    parameters moved inside it would become inference tensors that a later `fit` cannot train."""
-    with torch.inference_mode(False):
-        model.to(device)
-        if device.type == "cuda":
-            model.to(memory_format=torch.channels_last)
-    return model
 
 
 def batches(x, order: torch.Tensor, batch_size: int, device: torch.device, world: World = SINGLE):
@@ -190,21 +79,21 @@ def batches(x, order: torch.Tensor, batch_size: int, device: torch.device, world
     one batch ahead, pinned when the device is a GPU, and copied without blocking, so the copy
     of batch i + 1 overlaps the computation of batch i.
     """
+    device = canonical_device(device)
     starts = range(0, len(order), batch_size)
     here = order.to(device)
     slices = [my_slice(here[first:first + batch_size], world) for first in starts]
-    if isinstance(x, torch.Tensor) and x.device == device:
+    if is_on(x, device):
         for idx in slices:
             yield idx, x[idx]
         return
     from concurrent.futures import ThreadPoolExecutor
 
     host = [my_slice(order[first:first + batch_size], world) for first in starts]
-    pin = device.type == "cuda"
 
     def gather(idx: torch.Tensor) -> torch.Tensor:
-        part = torch.as_tensor(x[idx])
-        return part.pin_memory() if pin else part
+        # x may be a tensor on another device: gathered there, and pinned only if that is the host
+        return pinned(torch.as_tensor(x[idx.to(x.device) if isinstance(x, torch.Tensor) else idx]), device)
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(gather, host[0]) if host else None
@@ -224,12 +113,30 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def load_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
-    """The saved optimizer state (moved to the parameters' device by torch), keeping this
-    device's implementation (fused on a GPU), not the one of the device that saved it."""
+    """The saved optimizer state, written on any device, continued by this optimizer.
+
+    This device's implementation (fused on a GPU) is kept, not the saver's. Every state tensor
+    is laid out like its parameter (its device, dtype and strides: channels_last on a GPU),
+    since fused kernels take parameters and state together and a CPU's contiguous buffer
+    beside a GPU's NHWC weight is refused; `step` goes where the implementation keeps it (on
+    the parameter's device when fused or capturable, else on the host).
+    """
     kept = [{key: group[key] for key in ("fused", "foreach") if key in group} for group in opt.param_groups]
     opt.load_state_dict(state)
     for group, settings in zip(opt.param_groups, kept):
         group.update(settings)
+        step_on_device = bool(group.get("fused") or group.get("capturable"))
+        for param in group["params"]:
+            saved = opt.state.get(param, {})
+            for key, value in saved.items():
+                if not isinstance(value, torch.Tensor):
+                    continue
+                if key == "step":
+                    saved[key] = value.to(device=param.device if step_on_device else "cpu", dtype=torch.float32)
+                elif value.shape == param.shape:
+                    saved[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+                else:
+                    saved[key] = value.to(param.device)
 
 
 def restore_generator(generator: torch.Generator, state: torch.Tensor) -> bool:
@@ -244,7 +151,7 @@ def restore_generator(generator: torch.Generator, state: torch.Tensor) -> bool:
 
 
 def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, spec: FitSpec, *, seed: int,
-        device: torch.device, n: int | None = None, precision: str = "auto", checkpoint: Path | None = None,
+        device: DeviceLike, n: int | None = None, precision: str = "auto", checkpoint: Path | None = None,
         checkpoint_every: int = 5, save: Callable[[Path, dict], None] | None = None,
         log: Callable[[dict], None] | None = None, compile_model: bool = False, compile_mode: str = "default",
         world: World = SINGLE, name: str = "model") -> nn.Module:
@@ -272,13 +179,14 @@ def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, 
     if n < 1:
         raise UserError("cannot train on an empty set")
     spec.check_loss()  # once here, not in slice_loss on every batch
+    device = canonical_device(device)
     place_model(model, device)
     model.train()
     dtype = autocast_dtype(device, precision)
     steps_per_epoch = math.ceil(n / spec.batch_size)
     epochs = spec.epochs_for(n)  # spec.epochs, or more passes over a small set (spec.min_examples)
-    opt = _optimizer(model, spec, device)
-    sched = _scheduler(opt, spec, epochs * steps_per_epoch)
+    opt = make_optimizer(model.parameters(), spec, device)
+    sched = make_scheduler(opt, spec, epochs * steps_per_epoch)
     shuffle = torch.Generator().manual_seed(seed)
     augment_gen = torch.Generator(device=device).manual_seed(seed + 1)
     start_epoch = 0
@@ -320,10 +228,7 @@ def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, 
             loss_sum += loss.detach() * (total / world.size)
         world.sum(loss_sum)
         epoch_loss = loss_sum.item() / n
-        if not math.isfinite(epoch_loss):  # a diverged model is no result: stop, say where and why
-            raise RunError(f"{name}: the training loss became {epoch_loss} in epoch {epoch + 1} of {epochs}; "
-                           f"the learning rate (lr={spec.lr:g}) is likely too high for this model, or the inputs "
-                           f"hold extreme values")
+        check_finite(epoch_loss, name, epoch, epochs, spec)
         if log is not None:
             log({"epoch": epoch + 1, "loss": epoch_loss, "lr": opt.param_groups[0]["lr"],
                  "seconds": time.perf_counter() - started})
@@ -335,6 +240,14 @@ def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, 
                               "augment": augment_gen.get_state(), "epoch": epoch + 1})
     model.eval()
     return model
+
+
+def check_finite(epoch_loss: float, name: str, epoch: int, epochs: int, spec: FitSpec) -> None:
+    """A diverged model is no result: stop, and say where and why."""
+    if not math.isfinite(epoch_loss):
+        raise RunError(f"{name}: the training loss became {epoch_loss} in epoch {epoch + 1} of {epochs}; "
+                       f"the learning rate (lr={spec.lr:g}) is likely too high for this model, or the inputs "
+                       f"hold extreme values")
 
 
 GCE_Q = 0.7  # generalised cross-entropy's q: Zhang & Sabuncu's choice for noisy labels
@@ -362,30 +275,10 @@ def slice_loss(logits: torch.Tensor, labels: torch.Tensor, total: int, world: Wo
     process: the plain mean."""
     if len(labels) == 0:  # a last global batch smaller than the world leaves this rank nothing
         return logits.sum() * 0.0  # zero gradients, but a backward pass for DDP to match
-    mean = generalized_cross_entropy(logits, labels) if loss == "gce" else F.cross_entropy(logits.float(), labels)
-    return mean * (len(labels) * world.size / total)
+    return mean_loss(logits, labels, loss) * (len(labels) * world.size / total)
 
 
-def predict_logits(model: nn.Module, x, device: torch.device, precision: str = "auto", batch_size: int = 8192,
-                   keep_on_device: bool = False) -> torch.Tensor:
-    """Logits float32 [N, C] of inputs x [N, ...] (a tensor on any device, an array or a memory
-    map), computed in batches of `batch_size` on `device`; on the CPU, or on `device` with
-    keep_on_device (no copy back, no wait for the device)."""
-    place_model(model, device)  # outside inference mode: the model stays trainable
-    model.eval()
-    return _logits(model, x, device, autocast_dtype(device, precision, training=False), batch_size, keep_on_device)
-
-
-@torch.inference_mode()
-def _logits(model: nn.Module, x, device: torch.device, dtype: torch.dtype | None, batch_size: int,
-            keep_on_device: bool) -> torch.Tensor:
-    out = []
-    for first in range(0, x.shape[0], batch_size):
-        xb = torch.as_tensor(x[first:first + batch_size]).to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = model(xb).float()
-        out.append(logits if keep_on_device else logits.cpu())
-    if not out:  # no examples: an empty batch still gives [0, C]
-        logits = model(torch.as_tensor(x[:0]).to(device)).float()
-        return logits if keep_on_device else logits.cpu()
-    return torch.cat(out)
+def mean_loss(logits: torch.Tensor, labels: torch.Tensor, loss: str = "cross_entropy") -> torch.Tensor:
+    """The batch's mean loss, cross_entropy or gce, in float32: logits float [B, C], labels int64 [B]
+    or class probabilities float [B, C]."""
+    return generalized_cross_entropy(logits, labels) if loss == "gce" else F.cross_entropy(logits.float(), labels)

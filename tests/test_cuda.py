@@ -14,7 +14,8 @@ from rolemodels.data.cifar5m import load_cifar5m
 from rolemodels.models import build_model
 from rolemodels.runtime.threads import side_by_side
 from rolemodels.teach import label_pool, label_pool_by_teachers
-from rolemodels.train import FitSpec, fit, fixed_targets, on_device, predict_logits
+from rolemodels.device import on_device, predict_logits
+from rolemodels.train import FitSpec, fit, fixed_targets
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
@@ -151,9 +152,9 @@ def test_training_on_the_resident_pool_equals_training_on_the_streamed_pool(tmp_
 
 
 def test_fused_optimizer_and_fp32_final_logits_on_cuda():
-    from rolemodels.train import _optimizer
+    from rolemodels.train import make_optimizer
 
     model = resnet(0).to(CUDA)
-    assert _optimizer(model, SPEC, CUDA).param_groups[0]["fused"]
+    assert make_optimizer(model.parameters(), SPEC, CUDA).param_groups[0]["fused"]
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
         assert model.eval()(images(4).to(CUDA)).dtype == torch.float32

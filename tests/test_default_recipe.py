@@ -18,7 +18,8 @@ from rolemodels.data import load_dataset
 from rolemodels.experiment import Architecture, new_model, noisy_training_labels
 from rolemodels.metrics import accuracy, noise_replication
 from rolemodels.models import input_stats
-from rolemodels.train import fit, fixed_targets, predict_logits
+from rolemodels.device import predict_logits
+from rolemodels.train import fit, fixed_targets
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 CPU = torch.device("cpu")

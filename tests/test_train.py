@@ -9,7 +9,8 @@ import torch
 
 from rolemodels.errors import UserError
 from rolemodels.models import build_model
-from rolemodels.train import FitSpec, autocast_dtype, cpu_bf16_support, fit, fixed_targets, predict_logits
+from rolemodels.device import autocast_dtype, cpu_bf16_support, predict_logits
+from rolemodels.train import FitSpec, fit, fixed_targets
 
 CPU = torch.device("cpu")
 N, D, C = 96, 5, 3

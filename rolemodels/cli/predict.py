@@ -29,7 +29,7 @@ def predict_command(args: argparse.Namespace) -> int:
     from rolemodels.errors import UserError
     from rolemodels.runtime.files import atomic_save_npy
     from rolemodels.student import load_student
-    from rolemodels.train import resolve_device
+    from rolemodels.device import resolve_device
 
     student = load_student(args.model)
     device = resolve_device(args.device)

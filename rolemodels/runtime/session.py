@@ -17,12 +17,13 @@ from typing import Callable, Iterator
 import torch
 
 from rolemodels.config import Config, TrainConfig
+from rolemodels.device import canonical_device, parse_device
 from rolemodels.errors import UserError
 from rolemodels.runtime.progress import Progress
 from rolemodels.runtime.runfolder import run_folder
+from rolemodels.runtime.threads import eval_batch_size, stack_models
 from rolemodels.runtime.work import Work
 from rolemodels.runtime.world import World, join_world
-from rolemodels.train import resolve_device
 
 
 @dataclass
@@ -40,7 +41,8 @@ def start_session(train: TrainConfig, quiet: bool = False) -> Session:
     """This process's threads, place among torchrun's ranks and device; progress on rank 0 only."""
     if train.threads:
         torch.set_num_threads(train.threads)
-    world, device = join_world(resolve_device(train.device), train.dist_timeout)
+    world, device = join_world(parse_device(train.device), train.dist_timeout)  # under torchrun: cuda:LOCAL_RANK
+    device = canonical_device(device)  # the one device every later comparison uses
     if device.type == "cpu":  # same seed, same results: ask for the deterministic kernels where torch has them
         torch.use_deterministic_algorithms(True, warn_only=True)
     else:
@@ -99,5 +101,6 @@ def open_run(session: Session, out: Path, cfg: Config, force: bool,
     with run_folder(out, cfg, force, session.world, inputs) as manifest:
         t = session.train
         yield Work(out, manifest, session.world, session.device, session.progress, precision=t.precision,
-                   eval_batch_size=t.eval_batch_size, checkpoint_every=t.checkpoint_every, compile_model=t.compile,
-                   compile_mode=t.compile_mode)
+                   eval_batch_size=eval_batch_size(t.eval_batch_size, session.device),
+                   checkpoint_every=t.checkpoint_every, compile_model=t.compile, compile_mode=t.compile_mode,
+                   stack=stack_models(t.stack, session.device) and not t.compile)
