@@ -143,7 +143,12 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | bf16 | fp32
     threads: int = 0  # torch CPU threads; 0 = torch's default
-    eval_batch_size: int = 8192
+    # rows per forward when labelling and evaluating; 0 (auto): the device's measured best,
+    # 512 on a CPU, 8192 on a GPU (runtime/threads.py, docs/benchmarks.md)
+    eval_batch_size: int = 0
+    # models of one architecture and recipe trained as one stacked model (train_many.py): on,
+    # off, or auto: where it measured faster, on GPUs (docs/benchmarks.md); only rounding differs
+    stack: str = "auto"
     checkpoint_every: int = 5  # teacher epochs between resumable checkpoints
     compile: bool = False  # torch.compile the models (pays on GPUs for long runs)
     compile_mode: str = "default"  # torch.compile's mode: default | reduce-overhead (CUDA graphs) | max-autotune
@@ -184,13 +189,14 @@ CHOICES = {
     "students.ensemble": ("vote", "sum_logits", "vote_shares", "mean_prob"),
     "students.labels": ("pool", "online"),
     "train.precision": ("auto", "bf16", "fp32"),
+    "train.stack": ("auto", "on", "off"),
     "train.compile_mode": ("default", "reduce-overhead", "max-autotune"),
 }
 
 # Keys that change how fast a run goes but not what it computes: a rerun may change them.
 NOT_RESULTS = {"train.threads", "train.eval_batch_size", "train.checkpoint_every", "train.compile", "data.cache_dir",
                "teachers.per_device", "students.per_device", "train.dist_timeout", "train.compile_mode",
-               "train.deterministic"}
+               "train.deterministic", "train.stack"}
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
@@ -333,7 +339,7 @@ RANGES: dict[str, Range] = {
     "students.pool_size": ((lambda v: v >= 0), "at least 0 (0: the whole pool)"),
     "students.per_device": ((lambda v: v >= 0), "at least 0 (0: auto)"),
     "train.threads": ((lambda v: v >= 0), "at least 0 (0: torch's default)"),
-    "train.eval_batch_size": at_least(1), "train.checkpoint_every": at_least(1), "train.dist_timeout": at_least(1),
+    "train.eval_batch_size": ((lambda v: v >= 0), "at least 0 (0: the device's default)"), "train.checkpoint_every": at_least(1), "train.dist_timeout": at_least(1),
 }
 HINTS = {"teachers.count": " (K=0 teachers cannot label anything)"}
 

@@ -72,10 +72,11 @@ def check_distill_config(cfg: DistillConfig) -> None:
     if cfg.combine not in ("vote", "random"):
         raise UserError(f"config key combine: {cfg.combine!r} is not one of vote, random")
     for key in ("teachers.count", "teachers.width", "teachers.epochs", "teachers.batch_size", "students.epochs",
-                "students.batch_size", "train.eval_batch_size"):
+                "students.batch_size"):
         if flat[key] < 1:
             raise UserError(f"config key {key}: must be at least 1, got {flat[key]}")
-    for key in ("teachers.min_examples", "students.min_examples", "teachers.per_device", "students.per_device"):
+    for key in ("teachers.min_examples", "students.min_examples", "teachers.per_device", "students.per_device",
+                "train.eval_batch_size"):
         if flat[key] < 0:
             raise UserError(f"config key {key}: must be at least 0, got {flat[key]}")
     for key in ("teachers.lr", "students.lr"):

@@ -76,7 +76,10 @@ class Standardize(nn.Module):
         if self.layout == "signal":
             return x.flatten(1).unsqueeze(1)
         if self.layout == "image":
-            return x.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+            # NHWC seen as NCHW: the elementwise result above is dense NHWC, so this view already
+            # has channels_last strides, no copy needed (and `contiguous(channels_last)` cannot
+            # run under vmap, which trains several models as one: train_many.py).
+            return x.permute(0, 3, 1, 2)
         if self.layout == "keep":
             return x
         return x.flatten(1)

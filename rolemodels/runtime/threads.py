@@ -11,11 +11,37 @@ import torch
 def trainings_at_once(per_device: int, device: torch.device, compiled: bool = False) -> int:
     """How many trainings share a device: per_device, or for 0 (auto) 2 on a CPU with at least two
     threads (small models keep two cores busier as two one-thread trainings than as one
-    two-thread training: 1.26x measured, docs/benchmarks.md) and 1 elsewhere, or when the models
-    are compiled (torch.compile is not thread-safe: runtime/session.py refuses per_device > 1 then)."""
+    two-thread training: 1.26x measured, docs/benchmarks.md), 4 on a GPU (each in its own CUDA
+    stream: 2.1x one at a time for the 1-D CNN on an H200, 1.2x for ResNet-18), and 1 when the
+    models are compiled (torch.compile is not thread-safe: runtime/session.py refuses per_device
+    > 1 then). Models that can train stacked (train.stack) do so before any of these."""
     if per_device > 0:
         return per_device
-    return 2 if device.type == "cpu" and torch.get_num_threads() >= 2 and not compiled else 1
+    if compiled:
+        return 1
+    if device.type == "cuda":
+        return 4
+    return 2 if device.type == "cpu" and torch.get_num_threads() >= 2 else 1
+
+
+# Rows per forward when labelling and evaluating, by device type (train.eval_batch_size=0):
+# measured by benchmarks/bench_many.py (docs/benchmarks.md). On a CPU the activations of a
+# batch of 512 stay in cache, and the pool labels 1.7x faster than in batches of 8192; a GPU
+# needs large batches to fill it.
+EVAL_BATCH = {"cpu": 512, "cuda": 8192}
+
+
+def eval_batch_size(setting: int, device: torch.device) -> int:
+    """train.eval_batch_size, or for 0 (auto) the device's measured best."""
+    return setting or EVAL_BATCH.get(device.type, 8192)
+
+
+def stack_models(setting: str, device: torch.device) -> bool:
+    """Whether models of one architecture and recipe train (and label) as one stacked model
+    (train.stack: on | off | auto). auto stacks on GPUs, where one model leaves the GPU idle
+    between kernel launches, and not on CPUs, where two one-thread trainings side by side
+    measured faster (docs/benchmarks.md)."""
+    return setting == "on" or (setting == "auto" and device.type == "cuda")
 
 
 def side_by_side(jobs: list[Callable[[], None]], device: torch.device, slots: int | None = None) -> None:

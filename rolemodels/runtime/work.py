@@ -14,6 +14,7 @@ a no-op and the same code runs.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from contextlib import contextmanager
@@ -30,7 +31,8 @@ from rolemodels.runtime.manifest import Manifest
 from rolemodels.runtime.progress import Progress
 from rolemodels.runtime.threads import side_by_side, trainings_at_once
 from rolemodels.runtime.world import World, shard_range
-from rolemodels.train import on_device, place_model, predict_logits
+from rolemodels.device import on_device, place_model, predict_logits
+from rolemodels.train_many import FitTask, fit_many, why_not_together
 
 
 @dataclass
@@ -48,6 +50,8 @@ class ModelJob:
     build: a new model, seeded (called in the calling thread, one at a time, before any training
     of its group starts, so torch's global generator seeds each model alone).
     train: trains the model in place, given the executor's `Training` options.
+    task: what `train` trains on, so that jobs of one architecture and recipe can train as one
+    stacked model (train_many.fit_many); None: this job trains alone.
     """
 
     name: str  # file stem and the metrics log's "model", e.g. "teacher3", "ensemble_distill_k10"
@@ -55,6 +59,7 @@ class ModelJob:
     epochs: int  # for the progress bar
     build: Callable[[], torch.nn.Module]
     train: Callable[[torch.nn.Module, Training], None]
+    task: FitTask | None = None
 
 
 class Work:
@@ -62,10 +67,11 @@ class Work:
 
     def __init__(self, out: Path, manifest: Manifest, world: World, device: torch.device, progress: Progress, *,
                  precision: str, eval_batch_size: int, checkpoint_every: int, compile_model: bool,
-                 compile_mode: str = "default"):
+                 compile_mode: str = "default", stack: bool = False):
         self.out, self.manifest, self.world, self.device, self.progress = out, manifest, world, device, progress
         self.precision, self.eval_batch_size = precision, eval_batch_size
         self.checkpoint_every, self.compile_model, self.compile_mode = checkpoint_every, compile_model, compile_mode
+        self.stack = stack  # train (and label with) models of one architecture as one stacked model
 
     # ----------------------------------------------------------------------------- small helpers
 
@@ -74,7 +80,7 @@ class Work:
         return predict_logits(model, x, self.device, self.precision, self.eval_batch_size, keep_on_device)
 
     def to_device(self, x):
-        """x on the run's device when it fits in half the free device memory (train.on_device), else as it is."""
+        """x on the run's device when it fits in half the free device memory (device.on_device), else as it is."""
         return on_device(x, self.device)
 
     def log(self, record: dict) -> None:
@@ -118,6 +124,9 @@ class Work:
         job trains once, with what it has in one process). spread="ddp": every rank trains each
         job together (DistributedDataParallel, through fit's `world`), or all read it back.
         `per_device` jobs train at once in one process (train.side_by_side); under DDP one at a time.
+        With `stack` (and one process for these jobs), the unfinished jobs that can train together
+        (same architecture, recipe and number of examples: train_many.why_not_together) train as
+        one stacked model first, and the others as before.
         resumable: checkpoint each training into `<name>.resume.pt` and continue from it.
         log: fields that head each metrics.jsonl record of these trainings (e.g. the seed).
         """
@@ -127,6 +136,8 @@ class Work:
         at_once = (trainings_at_once(per_device, self.device, self.compile_model)
                    if spread == "ranks" or self.world.size == 1 else 1)
         models: dict[int, torch.nn.Module] = {}
+        if self.stack and (spread == "ranks" or self.world.size == 1):
+            mine = self._train_stacked(jobs, mine, models, folder, resumable, log or {})
         for first in range(0, len(mine), at_once):
             pending = []
             for i in mine[first:first + at_once]:
@@ -179,6 +190,57 @@ class Work:
             self.progress.done()
         else:
             self.progress.note(f"{job.label}: done")
+
+    def _train_stacked(self, jobs: list[ModelJob], mine: list[int], models: dict[int, torch.nn.Module],
+                       folder: Path, resumable: bool, fields: dict[str, Any]) -> list[int]:
+        """Train this rank's unfinished jobs that can go together, as stacked groups, into `models`
+        (finished ones are read back there too); returns the jobs left to train one at a time."""
+        groups: dict[Any, list[tuple[int, torch.nn.Module]]] = {}
+        for i in mine:
+            if jobs[i].task is None:
+                continue
+            model = jobs[i].build()
+            path = folder / f"{jobs[i].name}.pt"
+            if self.is_finished(path):
+                model.load_state_dict(load_torch(path))
+                models[i] = place_model(model, self.device)  # as `fit` leaves a trained model, so kernels match
+                continue
+            task = jobs[i].task
+            shapes = tuple((name, tuple(v.shape)) for name, v in model.state_dict().items())
+            groups.setdefault((type(model), shapes, repr(task.spec), task.n), []).append((i, model))
+        for members in groups.values():
+            group = [jobs[i] for i, _ in members]
+            if why_not_together([m for _, m in members], [job.task for job in group]) is None:
+                self._train_group(group, [m for _, m in members], folder, resumable, fields)
+                models.update(members)
+        return [i for i in mine if i not in models]  # built again there: `build` seeds each model alone
+
+    def _train_group(self, jobs: list[ModelJob], models: list[torch.nn.Module], folder: Path, resumable: bool,
+                     fields: dict[str, Any]) -> None:
+        """Train the jobs as one stacked model (train_many.fit_many) and keep each model's file."""
+        names = [job.name for job in jobs]
+        self.progress.start(f"{jobs[0].label} .. {jobs[-1].label.rsplit(': ', 1)[-1]} ({len(jobs)} stacked)",
+                            jobs[0].epochs)
+
+        def logger(k: int, job: ModelJob) -> Callable[[dict], None]:
+            def log(record: dict) -> None:
+                if k == 0:  # one progress bar for the group
+                    self.progress.step(record)
+                self.log({**fields, "model": job.name, "stacked": len(jobs), **record})
+            return log
+
+        key = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]  # one checkpoint per group of names
+        checkpoint = folder / f"group-{key}.resume.pt" if resumable else None
+        if checkpoint is not None and checkpoint.exists():
+            self.is_finished(checkpoint)  # a damaged checkpoint is reported and deleted: train from the start
+        fit_many(models, [job.task for job in jobs], device=self.device, precision=self.precision,
+                 checkpoint=checkpoint, checkpoint_every=self.checkpoint_every, save=self.save_torch,
+                 logs=[logger(k, job) for k, job in enumerate(jobs)], names=names)
+        for job, model in zip(jobs, models):  # one process trained them: it keeps them
+            self.save_torch(folder / f"{job.name}.pt", model.state_dict())
+        if checkpoint is not None:
+            self.delete(checkpoint)
+        self.progress.done()
 
     def _read_other_ranks(self, job: ModelJob, path: Path) -> torch.nn.Module:
         """A model another rank trained (it checked and recorded the file before the barrier)."""
