@@ -17,6 +17,11 @@ BUDGET=300
 OUT="${OUT:-/tmp/rolemodels-gpu-session}"
 WORK=/tmp/rolemodels-gpu-session-work
 rm -rf "$WORK" && mkdir -p "$WORK/logs" "$OUT"
+# A machine without network: mnist1d travels as a wheel in .whl/ (pip download mnist1d there)
+if ls .whl/mnist1d-*.whl >/dev/null 2>&1; then
+    "$PYTHON" -m pip install -q --no-index --no-deps --target /tmp/rolemodels-site .whl/*.whl \
+        && export PYTHONPATH="/tmp/rolemodels-site:$PYTHONPATH"
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | tee "$WORK/logs/gpu.txt"
 "$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$WORK/logs/gpu.txt"
 
