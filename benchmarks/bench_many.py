@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without
 from rolemodels.config import FitSpec, load_config  # noqa: E402
 from rolemodels.device import canonical_device, predict_logits, resolve_device  # noqa: E402
 from rolemodels.models import build_model, input_stats  # noqa: E402
+from rolemodels.report import processor_name  # noqa: E402
 from rolemodels.runtime.threads import side_by_side  # noqa: E402
 from rolemodels.teach import label_pool_by_teachers  # noqa: E402
 from rolemodels.train import fit, fixed_targets  # noqa: E402
@@ -37,13 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def processor() -> str:
     if torch.cuda.is_available() and os.environ.get("BENCH_DEVICE", "").startswith("cuda"):
         return torch.cuda.get_device_name()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    return processor_name()
 
 
 def data(model: str, n: int, pool: int):
