@@ -118,8 +118,9 @@ def measure(name: str, case: Case, seed: int = 0) -> dict:
     x_train, y_train, x_pool, x_test, y_test = dataset(case)
     noisy = apply_noise(y_train, transition_matrix(case.noise, 10, case.rate), seed=seed)
     flipped = noisy != y_train
-    clf = RoleModelClassifier(teacher=case.teacher, n_teachers=case.teachers, combine="vote", random_state=seed,
-                              device="cpu").fit(x_train, noisy, X_pool=x_pool if case.n_pool else None)
+    # the paper's recipe, as measured (docs/practitioners.md): the estimator's default is now robust teachers
+    clf = RoleModelClassifier(teacher=case.teacher, recipe="paper", n_teachers=case.teachers, combine="vote",
+                              random_state=seed, device="cpu").fit(x_train, noisy, X_pool=x_pool if case.n_pool else None)
     # The random-teacher student: the same teachers' pool labels, one random teacher per example.
     pool = x_pool if case.n_pool else x_train
     labels = random_teacher_labels(torch.from_numpy(clf.pool_labels_), Seeds(seed_of(seed)).draws(case.teachers))

@@ -29,6 +29,9 @@ from rolemodels.seeds import Seeds
 from rolemodels.teach import teacher_subsets
 
 COMBINE = ("vote", "random")
+# robust: network teachers on generalised cross-entropy (then distilled as usual), the best recipe
+# measured (docs/compare.md); paper: the paper's teachers, which interpolate their noisy labels
+RECIPES = {"robust": "gce", "paper": "cross_entropy"}  # recipe -> the loss of the teachers made from names
 TEACHER_DATA = ("auto", "same", "bootstrap", "disjoint", "overlap")
 # sklearn.utils.estimator_checks.check_estimator(clf, expected_failed_checks=EXPECTED_FAILED_CHECKS)
 EXPECTED_FAILED_CHECKS = {
@@ -83,14 +86,18 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
     teacher per example). teacher_data: "same" (the paper), "bootstrap", "disjoint", "overlap"
     (a random `overlap` share each), or "auto": "same", except "bootstrap" for teachers without
     a random_state (1-NN: K copies of one teacher would be useless). cv: folds when there is no
-    pool. input_shape, device, precision: for the networks made from names. verbose: a line per
-    stage on stderr.
+    pool. recipe: "robust" (the default: teachers made from names or factories train on
+    generalised cross-entropy, which keeps them from fitting the labels they find wrong; the best
+    recipe measured) or "paper" (the paper's teachers, which interpolate the noise); a teacher given
+    as a NetworkClassifier or any other classifier keeps its own loss. input_shape, device,
+    precision: for the networks made from names. verbose: a line per stage on stderr.
     """
 
-    def __init__(self, teacher="mlp", student=None, *, n_teachers=10, combine="vote", teacher_data="auto",
-                 overlap=0.5, cv=5, input_shape=None, device="auto", precision="auto", random_state=None,
-                 verbose=False):
+    def __init__(self, teacher="mlp", student=None, *, recipe="robust", n_teachers=10, combine="vote",
+                 teacher_data="auto", overlap=0.5, cv=5, input_shape=None, device="auto", precision="auto",
+                 random_state=None, verbose=False):
         self.teacher = teacher
+        self.recipe = recipe
         self.student = student
         self.n_teachers = n_teachers
         self.combine = combine
@@ -111,7 +118,7 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
 
     def _base_teacher(self):
         if isinstance(self.teacher, str) or (callable(self.teacher) and not hasattr(self.teacher, "fit")):
-            return self._network(self.teacher)
+            return self._network(self.teacher, loss=RECIPES[self.recipe])
         return self.teacher
 
     def _base_student(self, teacher):
@@ -139,6 +146,8 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
             print(f"RoleModelClassifier: {text}", file=sys.stderr, flush=True)
 
     def _check_params(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe={self.recipe!r}: expected one of {', '.join(RECIPES)}")
         if self.combine not in COMBINE:
             raise ValueError(f"combine={self.combine!r}: expected one of {', '.join(COMBINE)}")
         if self.teacher_data not in TEACHER_DATA:

@@ -134,3 +134,27 @@ def test_a_file_that_is_not_a_student_is_refused_in_one_line(tmp_path):
     for name, needle in (("other.pt", "not a rolemodels student"), ("junk.pt", "cannot be read")):
         with pytest.raises(UserError, match=needle):
             load_student(tmp_path / name)
+
+
+def test_distill_defaults_to_robust_teachers_and_keeps_the_papers_recipe_one_option_away(tmp_path, capsys):
+    from rolemodels.distill import load_distill_config
+    from rolemodels.errors import UserError
+    from rolemodels.userdata import InputFiles
+
+    assert load_distill_config(InputFiles()).teachers.loss == "gce"  # the default: robust teachers, distilled
+    assert load_distill_config(InputFiles(), recipe="paper").teachers.loss == "cross_entropy"
+    assert load_distill_config(InputFiles(), ["teachers.loss=cross_entropy"]).teachers.loss == "cross_entropy"
+    with pytest.raises(UserError, match="--recipe fast: choose one of robust, paper"):
+        load_distill_config(InputFiles(), recipe="fast")
+    np.savez(tmp_path / "mine.npz", **arrays())
+    runs = {}
+    for recipe in ("robust", "paper"):
+        out = tmp_path / recipe
+        code, _, err = distill(tmp_path, capsys, "--data", str(tmp_path / "mine.npz"), "--out", str(out),
+                               "--recipe", recipe)
+        assert code == 0, err
+        runs[recipe] = (out / "metrics.jsonl").read_text()
+        assert f'recipe = "{recipe}"' in (out / "config.toml").read_text()
+    assert runs["robust"] != runs["paper"]  # a guard: the recipes train different teachers
+    code, _, err = distill(tmp_path, capsys, "--data", str(tmp_path / "mine.npz"), "--out", str(tmp_path / "paper"))
+    assert code == 2 and "recipe" in err  # a run folder of one recipe is not resumed with the other

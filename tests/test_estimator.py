@@ -144,3 +144,15 @@ def test_network_classifier_on_gce_does_not_fit_the_wrong_labels():
     assert (fitted["gce"].predict(X) == y).mean() > (fitted["cross_entropy"].predict(X) == y).mean() + 0.1
     with pytest.raises(ValueError, match="loss: 'hinge' is not one of cross_entropy, gce"):
         quick(loss="hinge").fit(X, y)
+
+
+def test_the_default_recipe_trains_robust_teachers_and_the_papers_is_one_option_away():
+    X, y = small_problem()
+    robust = RoleModelClassifier("mlp", quick(), n_teachers=2, random_state=0, device="cpu")
+    assert robust.recipe == "robust" and robust._base_teacher().loss == "gce"
+    paper = RoleModelClassifier("mlp", quick(), recipe="paper", n_teachers=2, random_state=0, device="cpu")
+    assert paper._base_teacher().loss == "cross_entropy"
+    own = RoleModelClassifier(quick(), quick(), n_teachers=2)
+    assert own._base_teacher().loss == quick().loss  # a teacher the user configured keeps its own loss
+    with pytest.raises(ValueError, match="recipe='fast': expected one of robust, paper"):
+        RoleModelClassifier("mlp", quick(), recipe="fast").fit(X, y)

@@ -20,6 +20,9 @@ def register(commands) -> None:
                        ("x-test", "test inputs (optional)"), ("y-test", "test labels (optional)"),
                        ("class-names", "names of the integer labels 0..C-1 (optional)")):
         parser.add_argument(f"--{name}", help=f".npy: {what}; overrides the array of --data")
+    parser.add_argument("--recipe", choices=["robust", "paper"], default="robust",
+                        help="robust (default): teachers on generalised cross-entropy, distilled, the best recipe "
+                             "measured (docs/compare.md); paper: the paper's teachers, which interpolate the noise")
     add_run_folder_options(parser, "runs/distill")
     parser.set_defaults(func=distill_command)
 
@@ -31,7 +34,7 @@ def distill_command(args: argparse.Namespace) -> int:
     files = InputFiles(data=args.data or "", x_train=args.x_train or "", y_train=args.y_train or "",
                        x_pool=args.x_pool or "", x_test=args.x_test or "", y_test=args.y_test or "",
                        class_names=args.class_names or "")
-    cfg = load_distill_config(files, args.overrides)
+    cfg = load_distill_config(files, args.overrides, recipe=args.recipe)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     d = run_distill(cfg, out, quiet=args.quiet, force=args.force)
     if not args.quiet:
