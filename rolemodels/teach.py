@@ -44,8 +44,8 @@ def label_pool(predict: Callable[[torch.Tensor], torch.Tensor], x_pool, chunk: i
     return label_pool_by_teachers([predict], x_pool, chunk=chunk, outputs=[(labels_out, logits_out)])[0]
 
 
-def label_pool_by_teachers(predicts: list[Callable[[torch.Tensor], torch.Tensor]] | StackedPredictor, x_pool, rows: slice | None = None,
-                           *, chunk: int = 65536, device: torch.device | None = None,
+def label_pool_by_teachers(predicts: list[Callable[[torch.Tensor], torch.Tensor]] | StackedPredictor, x_pool,
+                           rows: slice | None = None, *, chunk: int = 65536, device: torch.device | None = None,
                            outputs: list[tuple[np.ndarray | None, np.ndarray | None]] | None = None
                            ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Every teacher's labels and logits for the pool's `rows` (default all), reading each chunk once.

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from rolemodels.augment import batch_augmentation
 from rolemodels.config import FitSpec
-from rolemodels.device import DeviceLike, Resident, autocast_dtype, canonical_device, is_on, on_device, pinned, place_model
+from rolemodels.device import (DeviceLike, Resident, autocast_dtype, canonical_device, is_on, on_device, pinned,
+                               place_model)
 from rolemodels.errors import RunError, UserError
 from rolemodels.runtime.world import SINGLE, World, my_slice, shard_range, wrap_model
 

@@ -51,6 +51,16 @@ class FitTask:
     spec: FitSpec
     seed: int
 
+    # The executor (runtime/work.py) groups and trains tasks through these, without importing
+    # the training code: the science says how, the machinery only when and where.
+    @staticmethod
+    def why_not_together(models: list[nn.Module], tasks: list["FitTask"]) -> str | None:
+        return why_not_together(models, tasks)
+
+    @staticmethod
+    def fit_together(models: list[nn.Module], tasks: list["FitTask"], **options) -> list[nn.Module]:
+        return fit_many(models, tasks, **options)
+
 
 def same_architecture(models: list[nn.Module]) -> bool:
     """Whether the models are networks of one architecture: one module class, the same parameter

@@ -32,7 +32,6 @@ from rolemodels.runtime.progress import Progress
 from rolemodels.runtime.threads import side_by_side, trainings_at_once
 from rolemodels.runtime.world import World, shard_range
 from rolemodels.device import on_device, place_model, predict_logits
-from rolemodels.train_many import FitTask, fit_many, why_not_together
 
 
 @dataclass
@@ -50,8 +49,8 @@ class ModelJob:
     build: a new model, seeded (called in the calling thread, one at a time, before any training
     of its group starts, so torch's global generator seeds each model alone).
     train: trains the model in place, given the executor's `Training` options.
-    task: what `train` trains on, so that jobs of one architecture and recipe can train as one
-    stacked model (train_many.fit_many); None: this job trains alone.
+    task: what `train` trains on (a train_many.FitTask), so that jobs of one architecture and
+    recipe can train as one stacked model (its fit_together); None: this job trains alone.
     """
 
     name: str  # file stem and the metrics log's "model", e.g. "teacher3", "ensemble_distill_k10"
@@ -59,7 +58,7 @@ class ModelJob:
     epochs: int  # for the progress bar
     build: Callable[[], torch.nn.Module]
     train: Callable[[torch.nn.Module, Training], None]
-    task: FitTask | None = None
+    task: Any = None
 
 
 class Work:
@@ -71,7 +70,7 @@ class Work:
         self.out, self.manifest, self.world, self.device, self.progress = out, manifest, world, device, progress
         self.precision, self.eval_batch_size = precision, eval_batch_size
         self.checkpoint_every, self.compile_model, self.compile_mode = checkpoint_every, compile_model, compile_mode
-        self.stack = stack  # train (and label with) models of one architecture as one stacked model
+        self.stack = stack  # train models of one architecture and recipe as one stacked model
 
     # ----------------------------------------------------------------------------- small helpers
 
@@ -210,14 +209,15 @@ class Work:
             groups.setdefault((type(model), shapes, repr(task.spec), task.n), []).append((i, model))
         for members in groups.values():
             group = [jobs[i] for i, _ in members]
-            if why_not_together([m for _, m in members], [job.task for job in group]) is None:
+            if group[0].task.why_not_together([m for _, m in members], [job.task for job in group]) is None:
                 self._train_group(group, [m for _, m in members], folder, resumable, fields)
                 models.update(members)
         return [i for i in mine if i not in models]  # built again there: `build` seeds each model alone
 
     def _train_group(self, jobs: list[ModelJob], models: list[torch.nn.Module], folder: Path, resumable: bool,
                      fields: dict[str, Any]) -> None:
-        """Train the jobs as one stacked model (train_many.fit_many) and keep each model's file."""
+        """Train the jobs as one stacked model (their task's fit_together: train_many.fit_many) and keep
+        each model's file."""
         names = [job.name for job in jobs]
         self.progress.start(f"{jobs[0].label} .. {jobs[-1].label.rsplit(': ', 1)[-1]} ({len(jobs)} stacked)",
                             jobs[0].epochs)
@@ -233,9 +233,9 @@ class Work:
         checkpoint = folder / f"group-{key}.resume.pt" if resumable else None
         if checkpoint is not None and checkpoint.exists():
             self.is_finished(checkpoint)  # a damaged checkpoint is reported and deleted: train from the start
-        fit_many(models, [job.task for job in jobs], device=self.device, precision=self.precision,
-                 checkpoint=checkpoint, checkpoint_every=self.checkpoint_every, save=self.save_torch,
-                 logs=[logger(k, job) for k, job in enumerate(jobs)], names=names)
+        jobs[0].task.fit_together(models, [job.task for job in jobs], device=self.device, precision=self.precision,
+                                  checkpoint=checkpoint, checkpoint_every=self.checkpoint_every, save=self.save_torch,
+                                  logs=[logger(k, job) for k, job in enumerate(jobs)], names=names)
         for job, model in zip(jobs, models):  # one process trained them: it keeps them
             self.save_torch(folder / f"{job.name}.pt", model.state_dict())
         if checkpoint is not None:
