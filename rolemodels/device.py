@@ -147,6 +147,8 @@ class Resident:
         self._copies = {tensor.device: tensor}
 
     def on(self, device: DeviceLike) -> torch.Tensor:
+        if device in self._copies:  # every training step asks with its indices' (canonical) device
+            return self._copies[device]
         device = canonical_device(device)
         if device not in self._copies:
             self._copies[device] = self.tensor.to(device)

@@ -124,9 +124,10 @@ class StackedModels:
     @torch.no_grad()
     def write_back(self, models: list[nn.Module]) -> None:
         """Each model's own parameters and buffers set to its slice of the stack."""
+        stacked = self.state()
         for k, model in enumerate(models):
             for name, tensor in model.state_dict(keep_vars=True).items():
-                tensor.copy_(self.state()[name][k])
+                tensor.copy_(stacked[name][k])
 
 
 def fit_many(models: list[nn.Module], tasks: list[FitTask], *, device: DeviceLike, precision: str = "auto",

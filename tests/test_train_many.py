@@ -2,6 +2,8 @@
 within rounding; its own seeds; killed and resumed; refused by name where it cannot be batched."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -102,7 +104,7 @@ class Interrupt(Exception):
 
 def test_a_group_killed_after_a_checkpoint_resumes_with_the_uninterrupted_results(tmp_path):
     x = signals()
-    tasks = lambda: [FitTask(x, N, fixed_targets(labels(k)), ADAMW.__class__(**{**vars(ADAMW), "epochs": 4}), 10 + k)
+    tasks = lambda: [FitTask(x, N, fixed_targets(labels(k)), dataclasses.replace(ADAMW, epochs=4), 10 + k)
                      for k in range(2)]
     names = ["a", "b"]
     run = lambda **options: fit_many([net(0), net(1)], tasks(), device="cpu", precision="fp32", names=names,
