@@ -1,12 +1,13 @@
 """`RoleModelClassifier`: the paper's recipe as a scikit-learn estimator, a thin layer over array functions.
 
-    clf = RoleModelClassifier(teacher="mlp", n_teachers=10, combine="vote", random_state=0)
+    clf = RoleModelClassifier(teacher="mlp", n_teachers=10, random_state=0)
     clf.fit(X, y_noisy, X_pool=X_unlabelled)      # or unlabelled rows in X with y == -1
     clf.predict(X_new); clf.diagnostics_["estimated_noise_rate"]
 
 fit: K teachers fit the noisy labels (each cloned with its own random_state, on the data
 `teacher_data` gives it); each labels the pool (`pool_labels_`, uint8 [N, K]); the labels are
-combined (plurality vote, or one random teacher per example) and one student learns them. Without
+combined (the teachers' mean probabilities, their plurality vote, or one random teacher per
+example) and one student learns them. Without
 a pool the training set is its own pool, by cross-fitting: the teachers of each of `cv` folds are
 trained on the other folds and label the fold they did not see. Needs scikit-learn:
 `pip install -e ".[sklearn]"`.
@@ -28,10 +29,16 @@ from rolemodels.network_classifier import NetworkClassifier, as_value_errors, se
 from rolemodels.seeds import Seeds
 from rolemodels.teach import teacher_subsets
 
-COMBINE = ("vote", "random")
-# robust: network teachers on generalised cross-entropy (then distilled as usual), the best recipe
-# measured (docs/compare.md); paper: the paper's teachers, which interpolate their noisy labels
-RECIPES = {"robust": "gce", "paper": "cross_entropy"}  # recipe -> the loss of the teachers made from names
+# soft: the student learns the teachers' mean probabilities; vote: their plurality vote (the
+# paper's ensemble distillation); random: one random teacher per example; auto: soft for the
+# robust recipe where the student is a network and the teachers give probabilities, else vote
+COMBINE = ("auto", "soft", "vote", "random")
+# The recipes of the teachers made from names or factories. robust: generalised cross-entropy for
+# 30 epochs (at least 10,000 examples), learners that do not fit the labels they find wrong; longer
+# lets them fit more of the noise (digits, docs/practitioners.md). paper: the paper's teachers,
+# trained to interpolate their noisy labels (at least 60,000 examples).
+RECIPES = {"robust": {"loss": "gce", "epochs": 30, "min_examples": 10_000},
+           "paper": {"loss": "cross_entropy", "epochs": 30, "min_examples": 60_000}}
 TEACHER_DATA = ("auto", "same", "bootstrap", "disjoint", "overlap")
 # sklearn.utils.estimator_checks.check_estimator(clf, expected_failed_checks=EXPECTED_FAILED_CHECKS)
 EXPECTED_FAILED_CHECKS = {
@@ -39,7 +46,14 @@ EXPECTED_FAILED_CHECKS = {
                                  "check's labels [-1, 1] leave one class; scikit-learn skips the same labels for its "
                                  "own semi-supervised classifiers",
 }
-STUDENT_EXAMPLES = 200_000  # the default student sees at least this many examples (the default run's pool)
+STUDENT_EXAMPLES = 200_000  # the default student sees this many examples (1 pass of the default run's pool) ...
+STUDENT_PASSES = 64  # ... but at most this many passes over a small pool (50,000 examples for digits' 797 rows)
+
+
+def student_examples(n_pool: int) -> int:
+    """The default student's budget on a pool of n_pool examples: 200,000 examples, at most 64
+    passes (so a small pool costs less), at least one whole pass."""
+    return max(n_pool, min(STUDENT_EXAMPLES, STUDENT_PASSES * n_pool))
 
 
 def unlabelled_rows(y: np.ndarray) -> np.ndarray:
@@ -74,6 +88,19 @@ def class_labels(classifier, X, num_classes: int) -> tuple[np.ndarray, np.ndarra
     return np.asarray(classifier.predict(X), dtype=np.int64), probs
 
 
+def student_targets(combine: str, pool_labels: np.ndarray, prob_sum: torch.Tensor | None, num_classes: int,
+                    draw_seed: int) -> np.ndarray:
+    """What the student learns for each pool example, from the teachers' labels uint8 [N, K] and
+    summed probabilities float [N, C] (None without them): soft, their mean probabilities float64
+    [N, C]; vote, their plurality vote int64 [N]; random, one random teacher's label int64 [N]."""
+    if combine == "soft":  # each teacher's probabilities sum to 1: the mean is the sum over its total
+        return (prob_sum / prob_sum.sum(1, keepdim=True)).numpy()
+    labels = torch.from_numpy(pool_labels)
+    if combine == "vote":
+        return plurality_vote(labels, num_classes, prob_sum).numpy()
+    return random_teacher_labels(labels, draw_seed).numpy()
+
+
 class RoleModelClassifier(ClassifierMixin, BaseEstimator):
     """Noisy labels in, one student out: teachers that fit the noise, their labels on a pool, a student.
 
@@ -81,19 +108,22 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
     (input_shape, num_classes) -> nn.Module, a NetworkClassifier, or any scikit-learn classifier
     (cloned n_teachers times, each with its own random_state). It must fit its noisy labels.
     student: None (a NetworkClassifier of the teacher's architecture, or an mlp for other
-    teachers, that sees at least 200,000 examples in whole passes over the pool), a name, a
-    factory, or any classifier. combine: "vote" (ensemble distillation) or "random" (one random
-    teacher per example). teacher_data: "same" (the paper), "bootstrap", "disjoint", "overlap"
+    teachers, that sees 200,000 examples in whole passes over the pool, at most 64 passes of a
+    small one), a name, a factory, or any classifier. combine: "auto" (the default: "soft" for the
+    robust recipe when it can, else "vote"), "soft" (the student learns the teachers' mean
+    probabilities; needs a network student), "vote" (the paper's ensemble distillation) or
+    "random" (one random teacher per example). teacher_data: "same" (the paper), "bootstrap", "disjoint", "overlap"
     (a random `overlap` share each), or "auto": "same", except "bootstrap" for teachers without
     a random_state (1-NN: K copies of one teacher would be useless). cv: folds when there is no
     pool. recipe: "robust" (the default: teachers made from names or factories train on
-    generalised cross-entropy, which keeps them from fitting the labels they find wrong; the best
-    recipe measured) or "paper" (the paper's teachers, which interpolate the noise); a teacher given
-    as a NetworkClassifier or any other classifier keeps its own loss. input_shape, device,
+    generalised cross-entropy for 30 epochs, which keeps them from fitting the labels they find
+    wrong, and the student learns their mean probabilities; the best recipe measured) or "paper"
+    (the paper's teachers, which interpolate the noise, and the plurality vote); a teacher given
+    as a NetworkClassifier or any other classifier keeps its own recipe. input_shape, device,
     precision: for the networks made from names. verbose: a line per stage on stderr.
     """
 
-    def __init__(self, teacher="mlp", student=None, *, recipe="robust", n_teachers=10, combine="vote",
+    def __init__(self, teacher="mlp", student=None, *, recipe="robust", n_teachers=10, combine="auto",
                  teacher_data="auto", overlap=0.5, cv=5, input_shape=None, device="auto", precision="auto",
                  random_state=None, verbose=False):
         self.teacher = teacher
@@ -118,11 +148,11 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
 
     def _base_teacher(self):
         if isinstance(self.teacher, str) or (callable(self.teacher) and not hasattr(self.teacher, "fit")):
-            return self._network(self.teacher, loss=RECIPES[self.recipe])
+            return self._network(self.teacher, **RECIPES[self.recipe])
         return self.teacher
 
-    def _base_student(self, teacher):
-        budget = {"epochs": 1, "min_examples": STUDENT_EXAMPLES, "batch_size": 256}
+    def _base_student(self, teacher, n_pool: int):
+        budget = {"epochs": 1, "min_examples": student_examples(n_pool), "batch_size": 256}
         if self.student is None:
             if isinstance(teacher, NetworkClassifier):
                 return self._network(teacher.model, width=teacher.width, **budget)
@@ -130,6 +160,17 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(self.student, str) or (callable(self.student) and not hasattr(self.student, "fit")):
             return self._network(self.student, **budget)
         return self.student
+
+    def _combine(self, teacher, student) -> str:
+        """The combine rule this fit uses: `combine`, with auto made concrete (see COMBINE)."""
+        soft_ok = isinstance(student, NetworkClassifier) and hasattr(teacher, "predict_proba")
+        if self.combine == "auto":
+            return "soft" if self.recipe == "robust" and soft_ok else "vote"
+        if self.combine == "soft" and not soft_ok:
+            raise ValueError(f"combine='soft': the student learns the teachers' mean probabilities, so it must be a "
+                             f"NetworkClassifier (got {type(student).__name__}) and the teachers must have "
+                             f"predict_proba ({type(teacher).__name__}); use combine='vote'")
+        return self.combine
 
     def _teacher_mode(self, teacher) -> str:
         deterministic = "random_state" not in teacher.get_params()
@@ -187,6 +228,9 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
         seeds = Seeds(seed_of(self.random_state))
         base = self._base_teacher()
         mode = self._teacher_mode(base)
+        n_pool = len(x_pool) if x_pool is not None else n
+        student = clone(self._base_student(base, n_pool))
+        combine = self._combine(base, student)
         with as_value_errors():
             if x_pool is not None:
                 self.teachers_, fits, self.pool_labels_, prob_sum = self._teach(base, mode, x_train, given, x_pool,
@@ -195,18 +239,14 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
                 x_pool = x_train
                 self.teachers_, fits, self.pool_labels_, prob_sum = self._cross_fit(base, mode, x_train, given, C,
                                                                                    seeds)
-            if self.combine == "vote":
-                targets = plurality_vote(torch.from_numpy(self.pool_labels_), C, prob_sum).numpy()
-            else:
-                targets = random_teacher_labels(torch.from_numpy(self.pool_labels_), seeds.draws(self.n_teachers)).numpy()
-            self._say(f"student on {len(x_pool):,} examples")
-            student = clone(self._base_student(base))
+            targets = student_targets(combine, self.pool_labels_, prob_sum, C, seeds.draws(self.n_teachers))
+            self._say(f"student on {len(x_pool):,} examples ({combine})")
             if "random_state" in student.get_params():
                 student.set_params(random_state=seeds.ensemble_student(0) % 2**32)
-            self.student_ = student.fit(x_pool, targets)
+            self.student_ = student.fit_proba(x_pool, targets) if combine == "soft" else student.fit(x_pool, targets)
             proba = self._student_proba(x_train)
         self.diagnostics_ = {"pool": "given" if X_pool is not None or unlabelled.any() else "cross-fitted",
-                             "n_train": n, "n_pool": len(x_pool), "teacher_data": mode,
+                             "n_train": n, "n_pool": len(x_pool), "teacher_data": mode, "combine": combine,
                              **distillation_diagnostics(given, proba, fits, self.pool_labels_, C)}
         return self
 

@@ -90,6 +90,31 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
         X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32)
         check_classification_targets(y)
         self.classes_, encoded = np.unique(y, return_inverse=True)
+        labels = torch.from_numpy(encoded.astype(np.int64))
+        logits = self._train(X, labels)
+        self.train_accuracy_ = float((logits.argmax(1) == labels).double().mean())
+        return self
+
+    def fit_proba(self, X, probabilities):
+        """Train on soft labels: class probabilities float [n, C] (non-negative rows that sum to
+        1, columns the classes 0..C-1, e.g. teachers' mean probabilities); returns self.
+        train_accuracy_ is the agreement with each row's most probable class."""
+        X = validate_data(self, X, allow_nd=True, dtype=np.float32)
+        probs = np.asarray(probabilities, dtype=np.float64)
+        if probs.ndim != 2 or len(probs) != len(X) or probs.shape[1] < 2:
+            raise ValueError(f"probabilities: expected an array [{len(X)}, C] with C >= 2 classes, got shape "
+                             f"{list(probs.shape)}")
+        if not np.isfinite(probs).all() or (probs < 0).any() or not np.allclose(probs.sum(1), 1.0, atol=1e-4):
+            raise ValueError("probabilities: every row must hold non-negative finite values that sum to 1")
+        self.classes_ = np.arange(probs.shape[1])
+        targets = torch.from_numpy(probs.astype(np.float32))
+        logits = self._train(X, targets)
+        self.train_accuracy_ = float((logits.argmax(1) == targets.argmax(1)).double().mean())
+        return self
+
+    def _train(self, X: np.ndarray, targets: torch.Tensor) -> torch.Tensor:
+        """Train the network on checked inputs and targets (labels int64 [n] or probabilities
+        float [n, C] of len(classes_) classes); returns its logits on X (for train_accuracy_)."""
         with as_value_errors():
             self.device_ = resolve_device(self.device)
             self.input_shape_ = tuple(self.input_shape or X.shape[1:])
@@ -101,11 +126,9 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
                            augment=self.augment, augment_size=self.augment_size, min_examples=self.min_examples,
                            loss=self.loss,
                            ).for_model(self.model if isinstance(self.model, str) else "")  # auto: its usual one
-            labels = torch.from_numpy(encoded.astype(np.int64))
-            fit(self.model_, inputs, fixed_targets(labels), spec, seed=seed, device=self.device_,
+            fit(self.model_, inputs, fixed_targets(targets), spec, seed=seed, device=self.device_,
                 precision=self.precision)
-        self.train_accuracy_ = float((self.fast_logits(inputs).argmax(1) == labels).double().mean())
-        return self
+        return self.fast_logits(inputs)
 
     def _build(self, inputs: torch.Tensor, num_classes: int, seed: int) -> nn.Module:
         """Standardize (with these inputs' statistics) + the body, initialised from `seed` alone."""
