@@ -77,6 +77,7 @@ class Data:
     preset: str | None
     overrides: tuple[str, ...]
     quick: tuple[str, ...]  # the quick mode's sizes, after the overrides
+    network: str | None = None  # the one option the estimator's row names: its teachers' network (None: the default)
 
 
 QUICK_RECIPE = ("teachers.count=3", "teachers.epochs=3", "teachers.width=8", "students.batch_size=128",
@@ -85,16 +86,25 @@ DATA = {
     # The default run's data and recipe, unchanged.
     "mnist1d": Data(None, (), ("data.n_train=1000", "data.n_test=500", "data.n_pool=4000", "data.generator=fast",
                                *QUICK_RECIPE, "teachers.epochs=10", "teachers.width=16",
-                               "students.min_examples=20000")),
+                               "students.min_examples=20000"), "cnn1d"),
     # The same data with the recipe the default had before augmentation (30 epochs, nothing shifted):
     # the setting in which the benchmark's first numbers were measured, and what shifting does to
     # every method.
     "mnist1d-noaug": Data(str(ROOT / "configs" / "mnist1d-noaug.toml"), (),
                           ("data.n_train=1000", "data.n_test=500", "data.n_pool=4000", "data.generator=fast",
-                           *QUICK_RECIPE, "teachers.epochs=10", "teachers.width=16", "students.min_examples=20000")),
+                           *QUICK_RECIPE, "teachers.epochs=10", "teachers.width=16", "students.min_examples=20000"),
+                          "cnn1d"),
     # The preset's sizes: 10,000 noisy images, a 50,000-image pool, the 10,000 test images.
     "fashion": Data(str(ROOT / "configs" / "fashion-mnist.toml"), (f"data.root={FASHION_ROOT}",),
-                    ("data.n_train=300", "data.n_test=300", "data.n_pool=1024", *QUICK_RECIPE)),
+                    ("data.n_train=300", "data.n_test=300", "data.n_pool=1024", *QUICK_RECIPE), "cnn2d_wide"),
+    # Digits' proportions on photographs: 1,000 noisy images and a pool of 2,000. Teachers see
+    # 30,000 examples (30 passes, as many as the preset's 18 epochs of 10,000 give in steps, about),
+    # students 64,000 (32 passes of the pool, where the preset's 2 passes of 50,000 give 100,000).
+    "fashion-small": Data(str(ROOT / "configs" / "fashion-mnist.toml"),
+                          (f"data.root={FASHION_ROOT}", "data.n_train=1000", "data.n_pool=2000",
+                           "teachers.min_examples=30000", "students.min_examples=64000"),
+                          ("data.n_train=300", "data.n_test=300", "data.n_pool=600", "teachers.min_examples=0",
+                           "students.min_examples=3000", *QUICK_RECIPE), "cnn2d_wide"),
     # A table: the MLP, and enough steps for 600 rows and a pool of 797: teachers see 30,000 examples
     # (50 passes, which fit 99.8% of the paper noise's labels and all of 40% symmetric noise's),
     # students 200,000 (the sklearn estimator's student budget).
@@ -104,17 +114,18 @@ DATA = {
 }
 
 # What the full run covers (see docs/compare.md for its time): MNIST-1D and the table on every
-# noise, Fashion-MNIST (the costliest, about 10 minutes a setting on an AMX Xeon) on the paper's
-# noise; --fashion all gives it every noise.
+# noise, Fashion-MNIST at both sizes (the costliest, about 10 minutes a setting of the preset's
+# size on an AMX Xeon) on the paper's noise; --fashion all gives them every noise.
 SEEDS = (0, 1, 2)
+FASHION = ("fashion", "fashion-small")
 QUICK_SETTINGS = [("mnist1d", "paper20", 0), ("digits", "pairflip30", 0)]
 
 
 def full_settings(fashion: str) -> list[tuple[str, str, int]]:
     settings = [("mnist1d-noaug", "paper20", 0)]  # the first measurement's setting, reproduced
     settings += [(d, n, s) for d in ("mnist1d", "digits") for n in NOISES for s in SEEDS]
-    fashion_settings = ([("fashion", n, s) for n in NOISES for s in SEEDS] if fashion == "all"
-                        else [("fashion", "paper20", s) for s in SEEDS] if fashion == "paper" else [])
+    fashion_settings = ([(d, n, s) for d in FASHION for n in NOISES for s in SEEDS] if fashion == "all"
+                        else [(d, "paper20", s) for d in FASHION for s in SEEDS] if fashion == "paper" else [])
     return settings + fashion_settings
 
 
@@ -162,7 +173,8 @@ def make_case(data_name: str, noise: str, seed: int, *, quick: bool, threads: in
     overrides.append(f"noise.labels_file={labels.resolve()}")  # the run folders' configuration: from any folder
     cfg = load_config(spec.preset, overrides)
     return Case(data_name, noise, seed, cfg, spec.preset, overrides, data, noisy,
-                noise_partner(T) if preset in PARTNERED else None, folder, resolve_device(cfg.train.device))
+                noise_partner(T) if preset in PARTNERED else None, folder, resolve_device(cfg.train.device),
+                spec.network, quick)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,9 +215,10 @@ def run(settings: list[tuple[str, str, int]], *, out: Path, work: Path, quick: b
             print(f"{data_name} / {noise} / seed {seed}: {', '.join(names)}", flush=True)
             computed = compute(case)
             finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            for name, numbers in computed.items():
+            for name, numbers in computed.items():  # each row names its machine: a file may hold several
                 rows[(data_name, noise, seed, name)] = {"data": data_name, "noise": noise, "seed": seed,
-                                                        "method": name, **numbers, "finished": finished}
+                                                        "method": name, **numbers, "finished": finished,
+                                                        "machine": machine(), "threads": threads}
             out.parent.mkdir(parents=True, exist_ok=True)
             save(out, rows, command, threads, quick)
     return rows
@@ -246,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = QUICK_SETTINGS if args.quick else full_settings(args.fashion)
     settings = [s for s in settings if (args.data is None or s[0] in args.data)
                 and (args.noises is None or s[1] in args.noises) and (args.seeds is None or s[2] in args.seeds)]
-    if any(data == "fashion" for data, _, _ in settings) and not Path(FASHION_ROOT).is_dir():
+    if any(data in FASHION for data, _, _ in settings) and not Path(FASHION_ROOT).is_dir():
         # found before an hour of other settings, not after
         parser.error(f"Fashion-MNIST is not under {FASHION_ROOT} (Debian's package dataset-fashion-mnist puts it "
                      "there): install it, or leave it out with --fashion none")

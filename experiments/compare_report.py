@@ -12,7 +12,7 @@ from rolemodels.metrics import summarize
 
 # The tables' order: the default's data first, the reproduction of the first measurement beside
 # it, then the photographs and the table; noises as compare.NOISES lists them.
-DATA_ORDER = ("mnist1d", "mnist1d-noaug", "fashion", "digits")
+DATA_ORDER = ("mnist1d", "mnist1d-noaug", "fashion", "fashion-small", "digits")
 NOISE_ORDER = ("paper20", "symmetric40", "pairflip30")
 
 
@@ -77,7 +77,8 @@ def full_table(results: dict) -> str:
 
 
 README_METHODS = ("noisy_model", "early_stopping", "gce", "cleanlab", "cleanlab_student", "ensemble",
-                  "ensemble_distill", "random_distill", "cleanlab_distill", "gce_ensemble_distill", "clean_train")
+                  "ensemble_distill", "random_distill", "cleanlab_distill", "gce_ensemble_distill", "estimator",
+                  "clean_train")
 README_LEAVES_OUT = ("mnist1d-noaug",)  # the reproduction of the first measurement: docs/compare.md only
 
 
