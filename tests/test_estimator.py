@@ -222,3 +222,37 @@ def test_the_recipes_budgets_scale_with_the_data():
     # 200,000 examples, but at most 64 passes of a small pool and at least one of a large one
     assert [student_examples(n) for n in (797, 3125, 50_000, 1_000_000)] == [51_008, 200_000, 200_000, 1_000_000]
     assert RoleModelClassifier()._base_student(robust, 797).min_examples == 51_008
+
+
+def test_noisy_agreement_scores_a_recipe_without_clean_labels():
+    """Held-out agreement with the noisy labels: for a constant predictor exactly the share of
+    its class among the labels; for a recipe that learns (logistic regression) far higher."""
+    from sklearn.dummy import DummyClassifier
+    from rolemodels.estimator import noisy_agreement
+
+    X, y = small_problem()
+    noisy = np.where(np.random.default_rng(0).random(len(y)) < 0.3, (y + 1) % 3, y)
+    constant = noisy_agreement(DummyClassifier(strategy="constant", constant=0), X, noisy, 5, 0)
+    assert constant == pytest.approx((noisy == 0).mean())
+    learner = noisy_agreement(LogisticRegression(max_iter=500), X, noisy, 5, 0)
+    assert learner > constant + 0.2 and learner < 1.0
+
+
+def test_teacher_epochs_auto_picks_the_choice_with_the_best_held_out_agreement(monkeypatch):
+    import rolemodels.estimator as estimator
+
+    X, y = small_problem()
+    monkeypatch.setattr(estimator, "EPOCH_CHOICES", (1, 8))
+    clf = RoleModelClassifier("mlp", quick(), n_teachers=2, teacher_epochs="auto", random_state=0, device="cpu")
+    clf.fit(X[:160], y[:160], X_pool=X[160:])
+    scores = clf.diagnostics_["teacher_epoch_agreement"]
+    assert set(scores) == {1, 8} and clf.diagnostics_["teacher_epochs"] == max(scores, key=scores.get)
+    assert all(t.epochs == clf.diagnostics_["teacher_epochs"] and t.min_examples == 0 for t in clf.teachers_)
+    fixed = RoleModelClassifier("mlp", quick(), n_teachers=2, teacher_epochs=3, random_state=0, device="cpu")
+    fixed.fit(X[:160], y[:160], X_pool=X[160:])
+    assert fixed.diagnostics_["teacher_epochs"] == 3 and fixed.diagnostics_["teacher_epoch_agreement"] is None
+    for bad, needle in (("many", "teacher_epochs='many'"), (0, "teacher_epochs=0")):
+        with pytest.raises(ValueError, match=needle):
+            RoleModelClassifier("mlp", teacher_epochs=bad).fit(X, y)
+    with pytest.raises(ValueError, match="your own NetworkClassifier"):
+        RoleModelClassifier(quick(), teacher_epochs="auto").fit(X, y)
