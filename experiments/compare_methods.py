@@ -394,7 +394,7 @@ def estimator_calls(case: Case) -> tuple[dict, dict, str]:
     named = {} if case.network is None else {"teacher": case.network}
     call = "RoleModelClassifier(" + ", ".join(f"{k}={v!r}" for k, v in named.items()) + ")"
     if not case.quick:
-        return named, {"model": case.network or "mlp"}, call
+        return named, {"model": case.network or "mlp", "augment": "auto"}, call  # augmented as the estimator's teachers
     small = {"model": case.network or "mlp", "width": 4, "epochs": 2, "min_examples": 0, "device": "cpu"}
     return ({"teacher": NetworkClassifier(**small, loss="gce"), "student": NetworkClassifier(**small), "n_teachers": 3},
             small, call)
