@@ -28,6 +28,7 @@ from rolemodels.runtime.files import arrays_sha256
 from rolemodels.seeds import Seeds
 from rolemodels.teach import softmax_sum
 from rolemodels.device import predict_logits
+from rolemodels.runtime.threads import eval_batch_size
 from rolemodels.train import fit, fixed_targets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +64,11 @@ class Case:
     @property
     def seeds(self) -> Seeds:
         return Seeds(self.seed)
+
+    @property
+    def eval_batch(self) -> int:
+        """Rows per forward when predicting: train.eval_batch_size, 0 made the device's default."""
+        return eval_batch_size(self.cfg.train.eval_batch_size, self.device)
 
     @property
     def teacher_recipe(self) -> tuple[Architecture, FitSpec]:
@@ -119,7 +125,7 @@ def train_network(case: Case, recipe: tuple[Architecture, FitSpec], x, labels: n
 def predicted(case: Case, model: torch.nn.Module, x=None) -> torch.Tensor:
     """The model's classes int64 [N] of x (default: the test set)."""
     x = case.data.x_test if x is None else x
-    return predict_logits(model, x, case.device, case.cfg.train.precision, case.cfg.train.eval_batch_size).argmax(1)
+    return predict_logits(model, x, case.device, case.cfg.train.precision, case.eval_batch).argmax(1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,7 +342,7 @@ def suspects(case: Case, cfg: Config, student_file: Path) -> np.ndarray:
     the student never saw these labels, only the teachers' labels of the pool."""
     model = new_model(student_architecture(cfg, case.data), case.data, case.stats, 0)
     model.load_state_dict(torch.load(student_file, map_location="cpu", weights_only=True))
-    logits = predict_logits(model, case.data.x_train, case.device, cfg.train.precision, cfg.train.eval_batch_size)
+    logits = predict_logits(model, case.data.x_train, case.device, cfg.train.precision, case.eval_batch)
     return suspected_label_errors(case.noisy, torch.softmax(logits, 1).numpy())
 
 
@@ -372,7 +378,7 @@ def cleanlab_then_distill(case: Case) -> dict[str, dict]:
         teacher = train_network(case, case.teacher_recipe, case.data.x_train[kept], case.noisy[kept],
                                 case.seeds.teacher(k))
         logits.append(predict_logits(teacher, x_pool, case.device, case.cfg.train.precision,
-                                     case.cfg.train.eval_batch_size).numpy())
+                                     case.eval_batch).numpy())
     votes = torch.stack([torch.from_numpy(lg.argmax(1)) for lg in logits], 1)
     pool_labels = plurality_vote(votes, case.data.num_classes, softmax_sum(logits)).numpy()
     student = train_network(case, case.student_recipe, x_pool, pool_labels, case.seeds.ensemble_student(0))
