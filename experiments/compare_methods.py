@@ -470,10 +470,7 @@ GROUPS: list[Group] = [
     (cleanlab_student, ("cleanlab_student",), EVERY),
     (cleanlab_then_distill, ("cleanlab_distill",), EVERY),
     (gce_then_distill, ("gce_ensemble_distill", "gce_random_distill"), EVERY),
-    # Not yet on Fashion-MNIST's preset sizes: 10 teachers of 30 augmented epochs of 10,000 images
-    # are about 15 minutes a seed on a 2-core CPU without AMX, which the run that added these rows
-    # did not have. Everywhere else, including the small Fashion-MNIST setting.
-    (estimators, ("estimator", "estimator_gce"), lambda data, noise: data != "fashion"),
+    (estimators, ("estimator", "estimator_gce"), EVERY),
     # The preset was chosen on MNIST-1D with the paper's noise (docs/findings.md): measured there.
     (ours_best, ("best_ensemble_distill", "best_random_distill"),
      lambda data, noise: (data, noise) == ("mnist1d", "paper20")),
