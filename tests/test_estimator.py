@@ -224,6 +224,34 @@ def test_the_recipes_budgets_scale_with_the_data():
     assert RoleModelClassifier()._base_student(robust, 797).min_examples == 51_008
 
 
+def test_networks_with_a_preset_get_its_teacher_recipe_in_the_robust_recipe():
+    """cnn1d and cnn2d_wide train as configs/mnist1d.toml and configs/fashion-mnist.toml train their
+    teachers, on GCE; their students are augmented as the teachers are; the paper's recipe and the
+    other networks keep the generic recipe."""
+    import tomllib
+    from pathlib import Path
+
+    from rolemodels.estimator import ROBUST_BY_NETWORK
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for network, preset in (("cnn1d", "mnist1d"), ("cnn2d_wide", "fashion-mnist")):
+        table = tomllib.loads((configs / f"{preset}.toml").read_text())["teachers"]
+        assert table["model"] == network
+        teacher = RoleModelClassifier(network)._base_teacher()
+        for key in set(ROBUST_BY_NETWORK[network]) - {"min_examples"}:
+            assert getattr(teacher, key) == table.get(key, NetworkClassifier().get_params()[key]), (network, key)
+        assert teacher.loss == "gce"
+        assert RoleModelClassifier(network)._base_student(teacher, 2000).augment == teacher.augment
+    wide = RoleModelClassifier("cnn2d_wide")._base_teacher()
+    assert (wide.augment, wide.epochs, wide.min_examples) == ("none", 18, 30_000)  # 30 passes of 1,000 images
+    paper = RoleModelClassifier("cnn1d", recipe="paper")._base_teacher()
+    assert (paper.loss, paper.epochs, paper.batch_size, paper.augment) == ("cross_entropy", 30, 128, "none")
+    mlp = RoleModelClassifier("mlp")._base_teacher()
+    assert (mlp.epochs, mlp.batch_size, mlp.augment) == (30, 128, "auto")
+    chosen = RoleModelClassifier("cnn1d")._base_teacher(12)  # teacher_epochs, given or chosen, wins
+    assert (chosen.epochs, chosen.min_examples, chosen.batch_size) == (12, 0, 256)
+
+
 def test_noisy_agreement_scores_a_recipe_without_clean_labels():
     """Held-out agreement with the noisy labels: for a constant predictor exactly the share of
     its class among the labels; for a recipe that learns (logistic regression) far higher."""
