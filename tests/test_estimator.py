@@ -219,8 +219,9 @@ def test_the_recipes_budgets_scale_with_the_data():
     robust, paper = RoleModelClassifier()._base_teacher(), RoleModelClassifier(recipe="paper")._base_teacher()
     assert (robust.loss, robust.epochs, robust.min_examples) == ("gce", 30, 10_000)
     assert (paper.loss, paper.epochs, paper.min_examples) == ("cross_entropy", 30, 60_000)
-    # 200,000 examples, but at most 64 passes of a small pool and at least one of a large one
-    assert [student_examples(n) for n in (797, 3125, 50_000, 1_000_000)] == [51_008, 200_000, 200_000, 1_000_000]
+    # 200,000 examples and 4 passes, but at most 64 passes of a small pool
+    assert [student_examples(n) for n in (797, 3125, 50_000, 200_000, 1_000_000)] == \
+        [51_008, 200_000, 200_000, 800_000, 4_000_000]
     assert RoleModelClassifier()._base_student(robust, 797).min_examples == 51_008
 
 
