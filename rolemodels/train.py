@@ -221,7 +221,7 @@ def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, 
                 else:
                     yb = targets(idx, epoch).to(device, non_blocking=True)
                 logits = forward(xb)
-            loss = slice_loss(logits, yb, total, world, spec.loss)
+            loss = slice_loss(logits, yb, total, world, spec.loss, spec.gce_q)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -251,7 +251,7 @@ def check_finite(epoch_loss: float, name: str, epoch: int, epochs: int, spec: Fi
                        f"hold extreme values")
 
 
-GCE_Q = 0.7  # generalised cross-entropy's q: Zhang & Sabuncu's choice for noisy labels
+GCE_Q = FitSpec.gce_q  # generalised cross-entropy's default q: Zhang & Sabuncu's choice for noisy labels
 
 
 def generalized_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, q: float = GCE_Q) -> torch.Tensor:
@@ -270,16 +270,17 @@ def generalized_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, q: flo
 
 
 def slice_loss(logits: torch.Tensor, labels: torch.Tensor, total: int, world: World,
-               loss: str = "cross_entropy") -> torch.Tensor:
+               loss: str = "cross_entropy", q: float = GCE_Q) -> torch.Tensor:
     """The loss (cross_entropy | gce) of this rank's slice, scaled so that the mean over the W
     ranks (what DDP averages) is the mean over the global batch of `total` examples; one
     process: the plain mean."""
     if len(labels) == 0:  # a last global batch smaller than the world leaves this rank nothing
         return logits.sum() * 0.0  # zero gradients, but a backward pass for DDP to match
-    return mean_loss(logits, labels, loss) * (len(labels) * world.size / total)
+    return mean_loss(logits, labels, loss, q) * (len(labels) * world.size / total)
 
 
-def mean_loss(logits: torch.Tensor, labels: torch.Tensor, loss: str = "cross_entropy") -> torch.Tensor:
-    """The batch's mean loss, cross_entropy or gce, in float32: logits float [B, C], labels int64 [B]
-    or class probabilities float [B, C]."""
-    return generalized_cross_entropy(logits, labels) if loss == "gce" else F.cross_entropy(logits.float(), labels)
+def mean_loss(logits: torch.Tensor, labels: torch.Tensor, loss: str = "cross_entropy", q: float = GCE_Q
+              ) -> torch.Tensor:
+    """The batch's mean loss, cross_entropy or gce (with this q), in float32: logits float [B, C],
+    labels int64 [B] or class probabilities float [B, C]."""
+    return generalized_cross_entropy(logits, labels, q) if loss == "gce" else F.cross_entropy(logits.float(), labels)

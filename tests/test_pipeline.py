@@ -100,6 +100,7 @@ def test_changed_config_is_refused(tiny_run: Path, cache_dir: str, capsys):
 @pytest.mark.parametrize("override, expected", [
     ("teachers.count=0", "teachers.count: must be at least 1"),
     ("noise.rate=1.0", "noise.rate: must be in [0, 1)"),
+    ("teachers.gce_q=0", "teachers.gce_q: must be in (0, 1]"),
     ("teachers.bogus=1", "unknown config key 'teachers.bogus'"),
     ("teachers.epochs=ten", "teachers.epochs: expected int"),
     ("data.n_pool=10", "smaller than one student batch"),

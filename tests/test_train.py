@@ -345,6 +345,8 @@ def test_slice_loss_is_cross_entropy_by_default_and_gce_when_asked():
     assert torch.equal(slice_loss(logits, y, len(y), SINGLE, "cross_entropy"),
                        torch.nn.functional.cross_entropy(logits, y))
     assert torch.allclose(slice_loss(logits, y, len(y), SINGLE, "gce"), generalized_cross_entropy(logits, y))
+    assert torch.allclose(slice_loss(logits, y, len(y), SINGLE, "gce", 0.9), generalized_cross_entropy(logits, y, 0.9))
+    assert not torch.allclose(generalized_cross_entropy(logits, y, 0.9), generalized_cross_entropy(logits, y))
 
 
 def test_fit_with_gce_learns_and_differs_from_cross_entropy():
