@@ -88,6 +88,8 @@ for section in ("teachers", "students"):  # the training recipe of each
         f"{section}.min_examples": [("-1", f"config key {section}.min_examples", ())],
         f"{section}.augment_size": [("-2", f"config key {section}.augment_size", ())],
         f"{section}.loss": [("focal", f"config key {section}.loss", ())],
+        f"{section}.gce_q": [("0", f"config key {section}.gce_q", ()), ("1.5", f"config key {section}.gce_q", ()),
+                             ("nan", f"config key {section}.gce_q", ())],
     })
 
 
