@@ -88,7 +88,7 @@ class FitSpec:
         allowed = CHOICES["teachers.loss"]
         if self.loss not in allowed:
             raise UserError(f"loss: {self.loss!r} is not one of {', '.join(allowed)}")
-        if not 0 < self.gce_q <= 1:
+        if isinstance(self.gce_q, bool) or not isinstance(self.gce_q, (int, float)) or not 0 < self.gce_q <= 1:
             raise UserError(f"gce_q: {self.gce_q!r} is not in (0, 1]")
 
     def for_model(self, name: str) -> "FitSpec":

@@ -64,7 +64,8 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, model="mlp", *, width=0, input_shape=None, epochs=30, min_examples=60_000, batch_size=128,
                  optimizer="adamw", lr=3e-3, momentum=0.9, weight_decay=0.0, schedule="onecycle", augment="none",
-                 augment_size=0, loss="cross_entropy", gce_q=FitSpec.gce_q, random_state=None, device="auto", precision="auto"):
+                 augment_size=0, loss="cross_entropy", gce_q=FitSpec.gce_q, random_state=None, device="auto",
+                 precision="auto"):
         self.model = model
         self.width = width
         self.input_shape = input_shape

@@ -144,8 +144,9 @@ def test_network_classifier_on_gce_does_not_fit_the_wrong_labels():
     assert (fitted["gce"].predict(X) == y).mean() > (fitted["cross_entropy"].predict(X) == y).mean() + 0.1
     with pytest.raises(ValueError, match="loss: 'hinge' is not one of cross_entropy, gce"):
         quick(loss="hinge").fit(X, y)
-    with pytest.raises(ValueError, match=r"gce_q: 1.5 is not in \(0, 1\]"):
-        quick(loss="gce", gce_q=1.5).fit(X, y)
+    for q in (1.5, "high"):
+        with pytest.raises(ValueError, match=rf"gce_q: {q!r} is not in \(0, 1\]"):
+            quick(loss="gce", gce_q=q).fit(X, y)
 
 
 def test_the_default_recipe_trains_robust_teachers_and_the_papers_is_one_option_away():
