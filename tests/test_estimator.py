@@ -152,7 +152,7 @@ def test_network_classifier_on_gce_does_not_fit_the_wrong_labels():
 def test_the_default_recipe_trains_robust_teachers_and_the_papers_is_one_option_away():
     X, y = small_problem()
     robust = RoleModelClassifier("mlp", quick(), n_teachers=2, random_state=0, device="cpu")
-    assert robust.recipe == "robust" and robust._base_teacher().loss == "gce"
+    assert robust.recipe == "robust" and (robust._base_teacher().loss, robust._base_teacher().gce_q) == ("gce", 0.8)
     paper = RoleModelClassifier("mlp", quick(), recipe="paper", n_teachers=2, random_state=0, device="cpu")
     assert paper._base_teacher().loss == "cross_entropy"
     own = RoleModelClassifier(quick(), quick(), n_teachers=2)
@@ -244,7 +244,7 @@ def test_networks_with_a_preset_get_its_teacher_recipe_in_the_robust_recipe():
         teacher = RoleModelClassifier(network)._base_teacher()
         for key in set(ROBUST_BY_NETWORK[network]) - {"min_examples"}:
             assert getattr(teacher, key) == table.get(key, NetworkClassifier().get_params()[key]), (network, key)
-        assert teacher.loss == "gce"
+        assert (teacher.loss, teacher.gce_q) == ("gce", 0.8)
         assert RoleModelClassifier(network)._base_student(teacher, 2000).augment == teacher.augment
     wide = RoleModelClassifier("cnn2d_wide")._base_teacher()
     assert (wide.augment, wide.epochs, wide.min_examples) == ("none", 18, 30_000)  # 30 passes of 1,000 images
