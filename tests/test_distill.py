@@ -73,6 +73,12 @@ def test_distill_resumes_and_refuses_another_configuration(tmp_path, capsys):
     assert (out / "student.pt").read_bytes() == student
     code, _, err = distill(tmp_path, capsys, *files, "--out", str(out), "teachers.count=3")
     assert code == 2 and "teachers.count 2 -> 3" in err
+    # --force starts over: every file the last run wrote is deleted first, its diagnostics included,
+    # so none of the old results can outlive a run that fails
+    (out / "diagnostics.json").write_text('{"stale": true}')
+    code, _, err = distill(tmp_path, capsys, *files, "--out", str(out), "teachers.count=3", "--force")
+    assert code == 0 and "kept" not in err, err
+    assert len(json.loads((out / "diagnostics.json").read_text())["teacher_fit"]) == 3
 
 
 x_shape = generate_fast(700, seed=3)[0]

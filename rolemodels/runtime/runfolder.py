@@ -164,7 +164,8 @@ def _check_inputs(run_dir: Path, inputs: dict[str, dict] | None) -> None:
 # Files every run folder may hold beside those the manifest records (the manifest itself, the
 # configuration, the inputs' fingerprints, reports and logs): what --force may delete.
 OUR_NAMES = ("config.toml", "config.json", "inputs.json", "manifest.json", "results.json", "report.md",
-             "metrics.jsonl", "figures/confusion.png", "figures/teachers.png")
+             "metrics.jsonl", "figures/confusion.png", "figures/teachers.png",
+             "diagnostics.json", "suspected_label_errors.csv")  # the last two: `rolemodels distill`'s
 OUR_PATTERNS = ("manifest.rank*.json", "metrics.rank*.jsonl")
 
 
