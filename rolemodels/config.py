@@ -100,6 +100,12 @@ class FitSpec:
         return dataclasses.replace(self, augment=MODELS[name].augment if name in MODELS else "none")
 
 
+# The practitioner's robust recipes (RoleModelClassifier's, `rolemodels distill`'s) train their
+# teachers on GCE with this q: a wrong label costs at most 1.25, not 0.7's 1.43, and their students
+# gained on pair-flip and symmetric noise (digits, MNIST-1D: docs/practitioners.md).
+ROBUST_GCE_Q = 0.8
+
+
 @dataclass
 class TeacherConfig(FitSpec):
     # The paper's recipe on MNIST-1D: every step augmented (auto: shifts of up to 2 samples for the

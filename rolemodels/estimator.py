@@ -24,6 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from rolemodels.combine import plurality_vote, random_teacher_labels
+from rolemodels.config import ROBUST_GCE_Q
 from rolemodels.label_errors import distillation_diagnostics
 from rolemodels.network_classifier import NetworkClassifier, as_value_errors, seed_of
 from rolemodels.seeds import Seeds
@@ -37,11 +38,11 @@ COMBINE = ("auto", "soft", "vote", "random")
 # 30 epochs (at least 10,000 examples), learners that do not fit the labels they find wrong (longer
 # lets them fit more of the noise: digits, docs/practitioners.md), with the network's usual
 # augmentation, as `rolemodels run` trains it (shifts for cnn1d: one GCE model on MNIST-1D scored
-# 93.3% with them, 86.7% without); its student is augmented alike. Its q is 0.8, not Zhang &
-# Sabuncu's 0.7: a wrong label costs at most 1.25, not 1.43, and the defaults' students gained on
-# every noise of digits and MNIST-1D (docs/practitioners.md). paper: the paper's teachers, trained
+# 93.3% with them, 86.7% without); its student is augmented alike; its q is ROBUST_GCE_Q (0.8, not
+# Zhang & Sabuncu's 0.7: rolemodels/config.py). paper: the paper's teachers, trained
 # to interpolate their noisy labels (at least 60,000 examples), nothing augmented.
-RECIPES = {"robust": {"loss": "gce", "gce_q": 0.8, "epochs": 30, "min_examples": 10_000, "augment": "auto"},
+RECIPES = {"robust": {"loss": "gce", "gce_q": ROBUST_GCE_Q, "epochs": 30, "min_examples": 10_000,
+                      "augment": "auto"},
            "paper": {"loss": "cross_entropy", "epochs": 30, "min_examples": 60_000}}
 # The robust recipe of the networks whose presets measured better than the generic one: their
 # presets' teacher recipes (configs/mnist1d.toml, configs/fashion-mnist.toml; tests/test_estimator.py

@@ -147,7 +147,9 @@ def test_distill_defaults_to_robust_teachers_and_keeps_the_papers_recipe_one_opt
     from rolemodels.errors import UserError
     from rolemodels.userdata import InputFiles
 
-    assert load_distill_config(InputFiles()).teachers.loss == "gce"  # the default: robust teachers, distilled
+    robust = load_distill_config(InputFiles()).teachers  # the default: robust teachers, distilled
+    assert (robust.loss, robust.gce_q) == ("gce", 0.8)  # the estimator's robust q (tests/test_estimator.py)
+    assert load_distill_config(InputFiles(), ["teachers.gce_q=0.7"]).teachers.gce_q == 0.7  # overrides win
     assert load_distill_config(InputFiles(), recipe="paper").teachers.loss == "cross_entropy"
     assert load_distill_config(InputFiles(), ["teachers.loss=cross_entropy"]).teachers.loss == "cross_entropy"
     with pytest.raises(UserError, match="--recipe fast: choose one of robust, paper"):
