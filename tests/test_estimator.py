@@ -288,3 +288,34 @@ def test_teacher_epochs_auto_picks_the_choice_with_the_best_held_out_agreement(m
             RoleModelClassifier("mlp", teacher_epochs=bad).fit(X, y)
     with pytest.raises(ValueError, match="your own NetworkClassifier"):
         RoleModelClassifier(quick(), teacher_epochs="auto").fit(X, y)
+
+
+def test_pool_graph_spreads_the_soft_labels_of_a_small_pool_and_only_those():
+    X, y = small_problem()
+    fit = lambda **options: RoleModelClassifier(quick(), quick(), n_teachers=2, random_state=0, **options).fit(
+        X[:160], y[:160], X_pool=X[160:])
+    auto, off, paper = fit(), fit(pool_graph=0), fit(recipe="paper")
+    assert auto.diagnostics_["pool_graph"] == 10 and off.diagnostics_["pool_graph"] == 0  # 80 pool rows: small
+    assert paper.diagnostics_["pool_graph"] == 0  # the vote: nothing to spread
+    assert np.array_equal(auto.pool_labels_, off.pool_labels_)  # the same teachers ...
+    assert not np.allclose(auto.predict_proba(X), off.predict_proba(X))  # ... but the student learnt other targets
+    assert fit(pool_graph=3).diagnostics_["pool_graph"] == 3
+    with pytest.raises(ValueError, match="pool_graph=3 .*combine='vote'"):
+        fit(pool_graph=3, combine="vote")
+    for bad in ("yes", -1, True, 2.5):
+        with pytest.raises(ValueError, match="pool_graph"):
+            fit(pool_graph=bad)
+
+
+def test_pool_graph_auto_leaves_a_large_pool_and_other_networks_alone(monkeypatch):
+    X, y = small_problem()
+    fit = lambda student: RoleModelClassifier(quick(), student, n_teachers=2, random_state=0).fit(
+        X[:160], y[:160], X_pool=X[160:])
+    factory = lambda shape, classes: torch.nn.Sequential(torch.nn.Linear(shape[0], 4), torch.nn.ReLU(),
+                                                         torch.nn.Linear(4, classes))
+    other = fit(NetworkClassifier(factory, epochs=2, min_examples=0, device="cpu"))  # not an mlp: raw rows' neighbours
+    assert other.diagnostics_["combine"] == "soft" and other.diagnostics_["pool_graph"] == 0
+    assert fit(quick()).diagnostics_["pool_graph"] == 10
+    monkeypatch.setattr("rolemodels.estimator.POOL_GRAPH_ROWS", 79)  # the 80-row pool counts as large
+    large = fit(quick())
+    assert large.diagnostics_["combine"] == "soft" and large.diagnostics_["pool_graph"] == 0

@@ -1,0 +1,55 @@
+"""Soft labels spread over the pool's own neighbourhood graph, for pools too small for a student
+to average the teachers' mistakes away.
+
+Label spreading (Zhou et al. 2004) with the teachers' mean probabilities as the prior: each pool
+row's target moves towards its nearest neighbours' targets, so a row that the teachers get wrong
+in a region where they are mostly right is pulled back. On digits (797 pool rows) the student
+gained 2-4 points on every noise (docs/practitioners.md).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+ROWS_PER_BLOCK = 2048  # distances are computed this many pool rows at a time (memory: rows x N floats)
+
+
+def knn_graph(x: torch.Tensor, neighbors: int) -> torch.Tensor:
+    """The symmetrically normalised adjacency D^-1/2 W D^-1/2 (sparse float64 [N, N]) of the
+    graph joining each of the N rows of x (float [N, D]) to its `neighbors` nearest others in
+    Euclidean distance; an edge found from either end counts once (W = max(A, A^T))."""
+    n = len(x)
+    k = min(neighbors, n - 1)
+    x = x.double()
+    nearest = []
+    for start in range(0, n, ROWS_PER_BLOCK):
+        block = torch.cdist(x[start:start + ROWS_PER_BLOCK], x)
+        rows = torch.arange(start, min(start + ROWS_PER_BLOCK, n))
+        block[rows - start, rows] = float("inf")  # not its own neighbour
+        nearest.append(block.topk(k, dim=1, largest=False).indices)
+    cols = torch.cat(nearest).reshape(-1)
+    rows = torch.arange(n).repeat_interleave(k)
+    both = torch.cat([torch.stack([rows, cols]), torch.stack([cols, rows])], dim=1)
+    edges = torch.unique(both, dim=1)  # symmetric, each edge once
+    degree = torch.bincount(edges[0], minlength=n).double()
+    weight = degree[edges[0]].rsqrt() * degree[edges[1]].rsqrt()
+    return torch.sparse_coo_tensor(edges, weight, (n, n), check_invariants=True).coalesce()
+
+
+def spread_over_graph(prior: np.ndarray, x: np.ndarray, neighbors: int = 10, alpha: float = 0.8,
+                      steps: int = 30) -> np.ndarray:
+    """The prior's class probabilities (float [N, C], rows summing to 1) spread over the kNN
+    graph of the inputs x ([N, ...], flattened): F <- alpha S F + (1 - alpha) prior, `steps` times
+    from F = prior, then each row renormalised. alpha = 0 returns the prior."""
+    if not 0 <= alpha < 1:
+        raise ValueError(f"alpha={alpha!r}: expected 0 <= alpha < 1 (1 would forget the prior)")
+    if neighbors < 1:
+        raise ValueError(f"neighbors={neighbors!r}: expected at least 1")
+    p = torch.from_numpy(np.asarray(prior, dtype=np.float64))
+    if len(p) < 2 or alpha == 0:
+        return p.numpy().copy()
+    graph = knn_graph(torch.from_numpy(np.asarray(x, dtype=np.float32).reshape(len(p), -1)), neighbors)
+    f = p.clone()
+    for _ in range(steps):
+        f = alpha * torch.sparse.mm(graph, f) + (1 - alpha) * p
+    return (f / f.sum(1, keepdim=True)).numpy()
