@@ -42,8 +42,9 @@ from rolemodels.userdata import InputFiles, UserData, read_user_data
 # keeps them from fitting the labels they find wrong, then distilled as usual: the best row of
 # docs/compare.md on every setting (MNIST-1D paper noise: 95.7% against the paper recipe's
 # 93.3 / 93.8; digits: 93.4 against 86.2), with the estimator's q (ROBUST_GCE_Q: on digits' three
-# noises 93.8 / 92.2 / 89.8 against q = 0.7's 94.4 / 91.1 / 87.2, docs/practitioners.md). paper: the paper's teachers, samplers that interpolate
-# their noisy labels (`rolemodels run` keeps that recipe: it is the paper's experiment).
+# noises 93.8 / 92.2 / 89.8 against q = 0.7's 94.4 / 91.1 / 87.2, docs/practitioners.md). paper:
+# the paper's teachers, samplers that interpolate their noisy labels (`rolemodels run` keeps that
+# recipe: it is the paper's experiment).
 RECIPES = {"robust": ("teachers.loss=gce", f"teachers.gce_q={ROBUST_GCE_Q}"),
            "paper": ("teachers.loss=cross_entropy",)}
 STUDENT_EXAMPLES = 200_000  # the student sees at least this many examples: 1 pass of the default run's pool

@@ -76,7 +76,7 @@ STUDENT_MIN_PASSES = 4  # ... and at least this many passes: 1 pass of MNIST-1D'
 # student of robust teachers 1.1 points under their own soft vote (95.4% against 96.5%); 4 passes: 96.8%
 STUDENT_PASSES = 64  # ... but at most this many passes over a small pool (51,008 examples for digits' 797 rows)
 # pool_graph="auto": an mlp student's soft labels spread over the pool's 10-nearest-neighbour graph
-# of raw rows when the pool has at most this many rows. Digits' 797 rows: +2.0 to +4.6 points on
+# of raw rows when the pool has at most this many rows. Digits' 797 rows: +1.8 to +4.4 points on
 # every noise. Not for image or sequence networks: on 2,000 Fashion-MNIST images the raw pixels'
 # neighbours cost the cnn2d_wide student points (docs/practitioners.md). A large pool lets the
 # student average the teachers' mistakes away itself, and its graph would cost N^2 distances.
@@ -173,10 +173,10 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
     (the recipe's), an integer (exactly that many passes), or "auto": one of 10, 30 and 100,
     whichever's teachers best predict held-out noisy labels over 5 folds (15 more fits; no clean
     label needed), for teachers made from names or factories. pool_graph: "auto" (the default:
-    10 for an mlp student's soft labels on a pool of at most 5,000 rows, else 0), 0 (off) or k: the teachers' mean
-    probabilities are spread over the pool's k-nearest-neighbour graph (label spreading with them
-    as the prior, alpha 0.8) before the student learns them; needs combine "soft". input_shape, device,
-    precision: for the networks made from names. verbose: a line per stage on stderr.
+    10 for an mlp student's soft labels on a pool of at most 5,000 rows, else 0), 0 (off) or k:
+    the teachers' mean probabilities are spread over the pool's k-nearest-neighbour graph (label
+    spreading with them as the prior, alpha 0.8) before the student learns them; needs combine
+    "soft". input_shape, device, precision: for the networks made from names. verbose: a line per stage on stderr.
     """
 
     def __init__(self, teacher="mlp", student=None, *, recipe="robust", n_teachers=10, combine="auto",
@@ -290,7 +290,8 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
         if not (epochs is None or epochs == "auto" or (isinstance(epochs, (int, np.integer)) and epochs >= 1)):
             raise ValueError(f"teacher_epochs={epochs!r}: expected None (the recipe's), 'auto' or an integer >= 1")
         graph = self.pool_graph
-        if not (graph == "auto" or (isinstance(graph, (int, np.integer)) and not isinstance(graph, bool) and graph >= 0)):
+        neighbours = isinstance(graph, (int, np.integer)) and not isinstance(graph, bool) and graph >= 0
+        if not (graph == "auto" or neighbours):
             raise ValueError(f"pool_graph={graph!r}: expected 'auto', 0 (off) or a number of neighbours >= 1")
         if epochs is not None and not self._named_teacher():
             raise ValueError(f"teacher_epochs={epochs!r} sets the epochs of teachers made from a name or factory; "

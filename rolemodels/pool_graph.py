@@ -4,7 +4,7 @@ to average the teachers' mistakes away.
 Label spreading (Zhou et al. 2004) with the teachers' mean probabilities as the prior: each pool
 row's target moves towards its nearest neighbours' targets, so a row that the teachers get wrong
 in a region where they are mostly right is pulled back. On digits (797 pool rows) the student
-gained 2-4 points on every noise (docs/practitioners.md).
+gained 1.8-4.4 points on every noise (docs/practitioners.md).
 """
 from __future__ import annotations
 
