@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rolemodels.report import processor_name  # noqa: E402  (lscpu's model name)
+from rolemodels.paper.report import processor_name  # noqa: E402  (lscpu's model name)
 
 
 def main() -> None:

@@ -32,13 +32,13 @@ def last_layer_in_autocast():
 
 
 def main() -> None:
-    from rolemodels.combine import plurality_vote
     from rolemodels.config import load_config
     from rolemodels.data import load_dataset
-    from rolemodels.experiment import Architecture, new_model
+    from rolemodels.method.combine import plurality_vote
     from rolemodels.models import input_stats
+    from rolemodels.paper.networks import Architecture, new_model
+    from rolemodels.runtime.device import autocast_dtype, predict_logits, resolve_device
     from rolemodels.runtime.files import load_torch
-    from rolemodels.device import autocast_dtype, predict_logits, resolve_device
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="a finished run folder (its config.toml and teachers)")

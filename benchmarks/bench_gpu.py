@@ -14,8 +14,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from rolemodels.augment import random_crop_flip
 from rolemodels.models import build_model
+from rolemodels.training.augment import random_crop_flip
 
 
 def sync(device: torch.device) -> None:
@@ -61,7 +61,7 @@ def label_throughput(device, batch, dtype, n, width):
     if device.type == "cuda":
         pool = pool.pin_memory()
     out = torch.empty(n, dtype=torch.uint8)
-    for rep in range(2):  # the first pass warms up
+    for _ in range(2):  # the first pass warms up
         sync(device)
         started = time.perf_counter()
         for first in range(0, n, batch):

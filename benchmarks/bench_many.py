@@ -22,14 +22,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without installing
-from rolemodels.config import FitSpec, load_config  # noqa: E402
-from rolemodels.device import canonical_device, predict_logits, resolve_device  # noqa: E402
+from rolemodels.config import load_config  # noqa: E402
+from rolemodels.method.teach import label_pool_by_teachers  # noqa: E402
 from rolemodels.models import build_model, input_stats  # noqa: E402
-from rolemodels.report import processor_name  # noqa: E402
+from rolemodels.paper.report import processor_name  # noqa: E402
+from rolemodels.recipe import FitSpec  # noqa: E402
+from rolemodels.runtime.device import canonical_device, predict_logits, resolve_device  # noqa: E402
 from rolemodels.runtime.threads import side_by_side  # noqa: E402
-from rolemodels.teach import label_pool_by_teachers  # noqa: E402
-from rolemodels.train import fit, fixed_targets  # noqa: E402
-from rolemodels.train_many import FitTask, StackedPredictor, fit_many  # noqa: E402
+from rolemodels.training.train import fit, fixed_targets  # noqa: E402
+from rolemodels.training.train_many import FitTask, StackedPredictor, fit_many  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

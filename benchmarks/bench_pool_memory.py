@@ -78,10 +78,10 @@ def fabricate(folder: Path, n: int) -> None:
 
 def main() -> None:
     from rolemodels.data.cifar5m import load_cifar5m
-    from rolemodels.device import predict_logits
+    from rolemodels.method.teach import label_pool
     from rolemodels.models import build_model, count_parameters
-    from rolemodels.teach import label_pool
-    from rolemodels.train import FitSpec, fit, fixed_targets
+    from rolemodels.runtime.device import predict_logits
+    from rolemodels.training.train import FitSpec, fit, fixed_targets
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1_000_000)

@@ -4,7 +4,7 @@
 
 In one process: the best fp32 and bf16 `torch.mm` rate of this machine; the default teacher
 (cnn1d, width 32, 4,000 MNIST-1D examples, batch 128, AdamW + OneCycle) trained by
-`rolemodels.train.fit` (precision auto, and fp32; batch 128 and 512), by a plain fp32
+`rolemodels.training.train.fit` (precision auto, and fp32; batch 128 and 512), by a plain fp32
 DataLoader loop and by PyTorch Lightning's Trainer (when it is installed); and pool labelling
 with `predict_logits`. Each training run does one warm-up epoch, then --epochs timed epochs
 (the sum of the per-epoch wall times; set-up outside the epochs is not counted).
@@ -29,11 +29,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without installing
-from rolemodels.config import FitSpec
 from rolemodels.data.mnist1d_fast import generate_fast
-from rolemodels.device import autocast_dtype, cpu_bf16_support, predict_logits
 from rolemodels.models import build_model, count_parameters, input_stats
-from rolemodels.train import fit, fixed_targets
+from rolemodels.recipe import FitSpec
+from rolemodels.runtime.device import autocast_dtype, cpu_bf16_support, predict_logits
+from rolemodels.training.train import fit, fixed_targets
 
 LR = 3e-3  # the teachers' defaults (config.TeacherConfig): AdamW, no weight decay, OneCycle
 PCT_START = 0.15

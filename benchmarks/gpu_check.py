@@ -153,7 +153,8 @@ def fabricate(scratch: Path, sizes: dict) -> dict:
 
 
 def teacher_recipe(epochs: int, batch: int):
-    from rolemodels.config import FitSpec, load_config
+    from rolemodels.config import load_config
+    from rolemodels.recipe import FitSpec
 
     spec = FitSpec.from_config(load_config(ROOT / "configs" / "cifar10-paper.toml").teachers)
     spec.epochs, spec.batch_size = epochs, batch
@@ -168,7 +169,7 @@ def train_rate(scratch: Path, sizes: dict, trainings: int = 1, compile_mode: str
     from rolemodels.data.cifar10 import load_cifar10
     from rolemodels.models import build_model, input_stats
     from rolemodels.runtime.threads import side_by_side
-    from rolemodels.train import fit, fixed_targets
+    from rolemodels.training.train import fit, fixed_targets
 
     here = configured_device()
     x, y, _, _, _ = load_cifar10(scratch / "cifar10")
@@ -214,9 +215,9 @@ def label_rates(scratch: Path, sizes: dict) -> dict:
     import torch
 
     from rolemodels.data.cifar5m import load_cifar5m
+    from rolemodels.method.teach import label_pool, label_pool_by_teachers
     from rolemodels.models import build_model
-    from rolemodels.teach import label_pool, label_pool_by_teachers
-    from rolemodels.device import on_device, predict_logits
+    from rolemodels.runtime.device import on_device, predict_logits
 
     here = configured_device()
     pool, _ = load_cifar5m(scratch / "cifar5m")
@@ -252,7 +253,8 @@ def label_rates(scratch: Path, sizes: dict) -> dict:
     for batch in sizes["eval_batches"]:
         predicts = [lambda xb, t=t, b=batch: predict_logits(t, xb, here, "auto", b, keep_on_device=True)
                     for t in teachers]
-        measure(f"resident_batch{batch}", lambda rows: label_pool_by_teachers(predicts, resident, rows, device=here),
+        measure(f"resident_batch{batch}", lambda rows, predicts=predicts: label_pool_by_teachers(predicts, resident, rows,
+                                                                                             device=here),
                 slice(None))
     batch = sizes["eval_batches"][-1]
     predicts = [lambda xb, t=t: predict_logits(t, xb, here, "auto", batch, keep_on_device=True) for t in teachers]

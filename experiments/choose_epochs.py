@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 import compare  # noqa: E402
 from compare_methods import as_numpy_inputs, estimator_calls  # noqa: E402
-from rolemodels.estimator import EPOCH_CHOICES, RoleModelClassifier  # noqa: E402
+
+from rolemodels.practice.estimator import EPOCH_CHOICES, RoleModelClassifier  # noqa: E402
 from rolemodels.runtime.files import atomic_write_json  # noqa: E402
 
 RESULTS = ROOT / "docs" / "data" / "choose_epochs.json"

@@ -42,15 +42,16 @@ sys.path.insert(0, str(ROOT))
 
 from compare_methods import GROUPS, METHODS, Case  # noqa: E402
 from compare_report import draw_figure, full_table, short_table  # noqa: E402
+
 from rolemodels.config import load_config  # noqa: E402
 from rolemodels.data import Dataset, load_dataset  # noqa: E402
-from rolemodels.experiment import noisy_training_labels  # noqa: E402
-from rolemodels.labelfiles import write_labels  # noqa: E402
-from rolemodels.noise import noise_partner  # noqa: E402
-from rolemodels.report import processor_name  # noqa: E402
+from rolemodels.data.labelfiles import write_labels  # noqa: E402
+from rolemodels.method.noise import noise_partner  # noqa: E402
+from rolemodels.paper.experiment import noisy_training_labels  # noqa: E402
+from rolemodels.paper.report import processor_name  # noqa: E402
+from rolemodels.runtime.device import resolve_device  # noqa: E402
 from rolemodels.runtime.files import atomic_write_json  # noqa: E402
 from rolemodels.seeds import Seeds  # noqa: E402
-from rolemodels.device import resolve_device  # noqa: E402
 
 RESULTS = ROOT / "docs" / "data" / "compare.json"
 FIGURE = ROOT / "docs" / "figures" / "compare.png"

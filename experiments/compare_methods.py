@@ -17,19 +17,21 @@ from typing import Callable
 import numpy as np
 import torch
 
-from rolemodels.combine import plurality_vote
-from rolemodels.config import Config, FitSpec, load_config
+from rolemodels.config import Config, load_config
 from rolemodels.data import Dataset
-from rolemodels.experiment import Architecture, new_model, run_experiment, student_architecture
-from rolemodels.label_errors import suspected_label_errors
-from rolemodels.metrics import accuracy, noise_replication
+from rolemodels.method.combine import plurality_vote
+from rolemodels.method.metrics import accuracy, noise_replication
+from rolemodels.method.teach import softmax_sum
 from rolemodels.models import input_stats
+from rolemodels.paper.experiment import run_experiment
+from rolemodels.paper.networks import Architecture, new_model, student_architecture
+from rolemodels.practice.label_errors import suspected_label_errors
+from rolemodels.recipe import FitSpec
+from rolemodels.runtime.device import predict_logits
 from rolemodels.runtime.files import arrays_sha256
-from rolemodels.seeds import Seeds
-from rolemodels.teach import softmax_sum
-from rolemodels.device import predict_logits
 from rolemodels.runtime.threads import eval_batch_size
-from rolemodels.train import fit, fixed_targets
+from rolemodels.seeds import Seeds
+from rolemodels.training.train import fit, fixed_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -185,7 +187,7 @@ def robust_loss(case: Case) -> dict[str, dict]:
 
 def network_classifier(case: Case, seed: int):
     """The teacher recipe as the scikit-learn estimator cleanlab and self-training wrap."""
-    from rolemodels.network_classifier import NetworkClassifier
+    from rolemodels.practice.network_classifier import NetworkClassifier
 
     arch, spec = case.teacher_recipe
     return NetworkClassifier(arch.model, width=arch.width, input_shape=case.data.input_shape, epochs=spec.epochs,
@@ -395,7 +397,7 @@ def estimator_calls(case: Case) -> tuple[dict, dict, str]:
     """The options of RoleModelClassifier's call and of the one-model NetworkClassifier(loss="gce")
     beside it, and the call as a user writes it. They name only the setting's network; the quick
     mode shrinks the networks and budgets (a check of the code, not a result)."""
-    from rolemodels.network_classifier import NetworkClassifier
+    from rolemodels.practice.network_classifier import NetworkClassifier
 
     named = {} if case.network is None else {"teacher": case.network}
     call = "RoleModelClassifier(" + ", ".join(f"{k}={v!r}" for k, v in named.items()) + ")"
@@ -409,8 +411,8 @@ def estimator_calls(case: Case) -> tuple[dict, dict, str]:
 def estimators(case: Case) -> dict[str, dict]:
     """`RoleModelClassifier(...).fit(X, y, X_pool=...)` with its defaults, and one network on GCE
     through the same API (NetworkClassifier(network, loss="gce")), timed on the same machine."""
-    from rolemodels.estimator import RoleModelClassifier
-    from rolemodels.network_classifier import NetworkClassifier
+    from rolemodels.practice.estimator import RoleModelClassifier
+    from rolemodels.practice.network_classifier import NetworkClassifier
 
     x, x_pool, x_test = (as_numpy_inputs(v) for v in (case.data.x_train, case.data.x_pool, case.data.x_test))
     ours_options, gce_options, call = estimator_calls(case)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 from compare_methods import METHODS
-from rolemodels.metrics import summarize
 
+from rolemodels.method.metrics import summarize
 
 # The tables' order: the default's data first, the reproduction of the first measurement beside
 # it, then the photographs and the table; noises as compare.NOISES lists them.

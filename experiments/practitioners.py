@@ -29,13 +29,13 @@ sys.path.insert(0, str(ROOT))
 
 from sklearn.base import clone  # noqa: E402
 
-from rolemodels.combine import random_teacher_labels  # noqa: E402
-from rolemodels.estimator import RoleModelClassifier  # noqa: E402
-from rolemodels.diagnostics import as_teacher_labels  # noqa: E402
 from rolemodels.labels import as_numpy  # noqa: E402
-from rolemodels.label_errors import suspected_label_errors  # noqa: E402
-from rolemodels.network_classifier import seed_of  # noqa: E402
-from rolemodels.noise import apply_noise, transition_matrix  # noqa: E402
+from rolemodels.method.combine import random_teacher_labels  # noqa: E402
+from rolemodels.method.diagnostics import as_teacher_labels  # noqa: E402
+from rolemodels.method.noise import apply_noise, transition_matrix  # noqa: E402
+from rolemodels.practice.estimator import RoleModelClassifier  # noqa: E402
+from rolemodels.practice.label_errors import suspected_label_errors  # noqa: E402
+from rolemodels.practice.network_classifier import seed_of  # noqa: E402
 from rolemodels.runtime.files import atomic_write_json  # noqa: E402
 from rolemodels.seeds import Seeds  # noqa: E402
 

@@ -24,10 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from rolemodels.config import load_config  # noqa: E402
-from rolemodels.experiment import run_experiment  # noqa: E402
-from rolemodels.runtime.files import atomic_write_json  # noqa: E402
 from study_decorrelation import share_teachers, teacher_key  # noqa: E402
+
+from rolemodels.config import load_config  # noqa: E402
+from rolemodels.paper.experiment import run_experiment  # noqa: E402
+from rolemodels.runtime.files import atomic_write_json  # noqa: E402
 
 RESULTS = ROOT / "docs" / "data" / "study-augmentation.json"
 BASE = ROOT / "configs" / "mnist1d-noaug.toml"

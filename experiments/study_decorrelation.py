@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rolemodels.config import load_config  # noqa: E402
-from rolemodels.experiment import run_experiment  # noqa: E402
+from rolemodels.method.teach import teacher_subsets  # noqa: E402
 from rolemodels.models import build_model  # noqa: E402
-from rolemodels.teach import teacher_subsets  # noqa: E402
+from rolemodels.paper.experiment import run_experiment  # noqa: E402
 
 COMMON = ["sweep.students=false"]  # Table 1 students only: Figure 2's students are not studied here
 

@@ -23,16 +23,18 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rolemodels import noise as noise_lib  # noqa: E402
-from rolemodels.config import FitSpec, load_config  # noqa: E402
+from rolemodels.config import load_config  # noqa: E402
 from rolemodels.data import load_dataset  # noqa: E402
-from rolemodels.experiment import Architecture, new_model, noisy_training_labels  # noqa: E402
-from rolemodels.metrics import accuracy, noise_replication  # noqa: E402
+from rolemodels.method import noise as noise_lib  # noqa: E402
+from rolemodels.method.metrics import accuracy, noise_replication  # noqa: E402
 from rolemodels.models import input_stats  # noqa: E402
+from rolemodels.paper.experiment import noisy_training_labels
+from rolemodels.paper.networks import Architecture, new_model  # noqa: E402
+from rolemodels.recipe import FitSpec  # noqa: E402
+from rolemodels.runtime.device import predict_logits, resolve_device  # noqa: E402
 from rolemodels.runtime.threads import side_by_side  # noqa: E402
 from rolemodels.seeds import Seeds  # noqa: E402
-from rolemodels.device import predict_logits, resolve_device  # noqa: E402
-from rolemodels.train import fit, fixed_targets  # noqa: E402
+from rolemodels.training.train import fit, fixed_targets  # noqa: E402
 
 
 def main() -> None:
@@ -65,7 +67,7 @@ def main() -> None:
         # Built here, not in the threads: torch's global generator seeds the initial weights.
         ks = range(start, min(start + slots, args.teachers))
         models = {k: new_model(arch, data, stats, Seeds(0).teacher(k)) for k in ks}
-        side_by_side([lambda k=k: teacher(k, models[k]) for k in ks], device, slots=slots)
+        side_by_side([lambda k=k, models=models: teacher(k, models[k]) for k in ks], device, slots=slots)
     print(f"recipe: {spec}")
     for k in sorted(found):
         fit_, test, rep, seconds, _ = found[k]

@@ -5,21 +5,27 @@ Each idea of the paper is a function over tensors or arrays:
     votes = plurality_vote(teacher_labels, num_classes)
     labels = random_teacher_labels(teacher_labels, seed=0)
 """
-from rolemodels.combine import (mean_probability, per_batch_teacher_targets, per_epoch_teacher_targets,
-                                plurality_vote, random_teacher_labels, summed_logits_labels, vote_shares)
-from rolemodels.device import predict_logits
 from rolemodels.errors import RunError, UserError
-from rolemodels.metrics import accuracy, confusion, noise_replication
+from rolemodels.method.combine import (
+    mean_probability,
+    per_batch_teacher_targets,
+    per_epoch_teacher_targets,
+    plurality_vote,
+    random_teacher_labels,
+    summed_logits_labels,
+    vote_shares,
+)
+from rolemodels.method.metrics import accuracy, confusion, noise_replication
+from rolemodels.method.noise import apply_noise, noise_partner, realized_matrix, transition_matrix
+from rolemodels.method.teach import label_pool, teacher_subsets
 from rolemodels.models import build_model, count_parameters, input_stats
-from rolemodels.noise import apply_noise, noise_partner, realized_matrix, transition_matrix
-from rolemodels.student import Student, load_student, save_student
-from rolemodels.teach import label_pool, teacher_subsets
-from rolemodels.train import FitSpec, fit, fixed_targets
-
-__version__ = "0.1.0"
+from rolemodels.practice.student import Student, load_student, save_student
+from rolemodels.runtime.device import predict_logits
+from rolemodels.training.train import FitSpec, fit, fixed_targets
+from rolemodels.version import __version__
 
 # The scikit-learn layer needs the [sklearn] extra, so it is imported only when asked for.
-SKLEARN_NAMES = {"RoleModelClassifier": "rolemodels.estimator", "NetworkClassifier": "rolemodels.network_classifier"}
+SKLEARN_NAMES = {"RoleModelClassifier": "rolemodels.practice.estimator", "NetworkClassifier": "rolemodels.practice.network_classifier"}
 
 
 def __getattr__(name: str):
@@ -42,5 +48,5 @@ __all__ = [
     "label_pool", "load_student", "mean_probability", "noise_partner", "noise_replication",
     "per_batch_teacher_targets", "per_epoch_teacher_targets", "plurality_vote", "predict_logits",
     "random_teacher_labels", "realized_matrix", "save_student", "summed_logits_labels", "teacher_subsets",
-    "transition_matrix", "vote_shares",
+    "transition_matrix", "vote_shares", "__version__",
 ]

@@ -6,14 +6,14 @@ default's type; anything else is answered with one line naming the key and what 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rolemodels.errors import UserError
+from rolemodels.recipe import LOSSES, FitSpec, Range, at_least, recipe_ranges
 
 
 @dataclass
@@ -41,69 +41,6 @@ class NoiseConfig:
     matrix_file: str = ""  # matrix preset: a row-stochastic C x C file
     labels_file: str = ""  # train the teachers on these noisy labels instead
     labels_key: str = ""  # key inside a .pt dict of label arrays
-
-
-@dataclass
-class FitSpec:
-    """How to train one model: the recipe that teachers and students each have."""
-
-    epochs: int = 1
-    batch_size: int = 128
-    optimizer: str = "adamw"  # adamw | sgd
-    lr: float = 3e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "onecycle"  # onecycle | cosine | constant
-    # none | crop_flip (images: padded crop and flip) | shift (1-D signals: circular shift) |
-    # auto: the network's usual one (rolemodels.models.MODELS: shift for cnn1d, crop_flip for the
-    # image networks, none for mlp)
-    augment: str = "none"
-    # the augmentation's size: crop_flip's padding in pixels, shift's largest shift in samples;
-    # 0: each one's default (4 pixels, the paper's CIFAR recipe; 2 samples)
-    augment_size: int = 0
-    # At least this many examples seen, in whole passes: epochs = max(epochs, ceil(min_examples / n)),
-    # so a small pool gets enough steps and a large one at least `epochs` passes. 0: `epochs` alone
-    # (the default, which every run folder made before this key existed was trained with).
-    min_examples: int = 0
-    # cross_entropy | gce: generalised cross-entropy (Zhang & Sabuncu 2018), a loss that bounds
-    # what a wrong label can cost, so the model fits the noise less
-    loss: str = "cross_entropy"
-    # gce's q in (0, 1]: a wrong label costs at most 1 / q; towards 0 it is cross-entropy, at 1 the
-    # mean absolute error. 0.7 is Zhang & Sabuncu's choice (and what every run folder made before
-    # this key existed was trained with).
-    gce_q: float = 0.7
-
-    def epochs_for(self, n: int) -> int:
-        """Passes over n examples: `epochs`, or more until `min_examples` have been seen."""
-        return max(self.epochs, -(-self.min_examples // max(n, 1)))
-
-    @classmethod
-    def from_config(cls, section: "FitSpec") -> "FitSpec":
-        """The recipe part of a [teachers] or [students] section."""
-        return cls(**{f.name: getattr(section, f.name) for f in dataclasses.fields(cls)})
-
-    def check_loss(self) -> None:
-        """Refuse a loss the training loop does not have: a configuration's keys are checked when
-        it loads, a recipe built in code (NetworkClassifier's) only here."""
-        allowed = CHOICES["teachers.loss"]
-        if self.loss not in allowed:
-            raise UserError(f"loss: {self.loss!r} is not one of {', '.join(allowed)}")
-        if isinstance(self.gce_q, bool) or not isinstance(self.gce_q, (int, float)) or not 0 < self.gce_q <= 1:
-            raise UserError(f"gce_q: {self.gce_q!r} is not in (0, 1]")
-
-    def for_model(self, name: str) -> "FitSpec":
-        """This recipe for the registered network `name`: augment=auto becomes its usual augmentation."""
-        if self.augment != "auto":
-            return self
-        from rolemodels.models import MODELS
-
-        return dataclasses.replace(self, augment=MODELS[name].augment if name in MODELS else "none")
-
-
-# The practitioner's robust recipes (RoleModelClassifier's, `rolemodels distill`'s) train their
-# teachers on GCE with this q: a wrong label costs at most 1.25, not 0.7's 1.43, and their students
-# gained on pair-flip and symmetric noise (digits, MNIST-1D: docs/practitioners.md).
-ROBUST_GCE_Q = 0.8
 
 
 @dataclass
@@ -158,7 +95,7 @@ class TrainConfig:
     # rows per forward when labelling and evaluating; 0 (auto): the device's measured best,
     # 512 on a CPU, 8192 on a GPU (runtime/threads.py, docs/benchmarks.md)
     eval_batch_size: int = 0
-    # models of one architecture and recipe trained as one stacked model (train_many.py): on,
+    # models of one architecture and recipe trained as one stacked model (training/train_many.py): on,
     # off, or auto: where it measured faster, on GPUs (docs/benchmarks.md); only rounding differs
     stack: str = "auto"
     checkpoint_every: int = 5  # teacher epochs between resumable checkpoints
@@ -194,8 +131,8 @@ CHOICES = {
     "students.schedule": ("onecycle", "cosine", "constant"),
     "teachers.augment": ("auto", "none", "crop_flip", "shift"),
     "students.augment": ("auto", "none", "crop_flip", "shift"),
-    "teachers.loss": ("cross_entropy", "gce"),
-    "students.loss": ("cross_entropy", "gce"),
+    "teachers.loss": LOSSES,
+    "students.loss": LOSSES,
     "teachers.data": ("same", "overlap", "disjoint", "bootstrap"),
     "students.random_teacher": ("example", "batch", "epoch"),
     "students.ensemble": ("vote", "sum_logits", "vote_shares", "mean_prob"),
@@ -315,28 +252,6 @@ def apply_overrides(cfg, overrides: list[str], fixed: tuple[str, ...] = ()) -> N
         _set(cfg, key.strip(), _parse_value(text.strip()))
 
 
-# Every number a configuration holds, and the values it may take (checked before anything is
-# computed; tests/test_reliability.py tries a bad value of every key).
-Range = tuple[Callable[[Any], bool], str]
-
-
-def at_least(low: int) -> Range:
-    return (lambda v: v >= low), f"at least {low}"
-
-
-POSITIVE: Range = ((lambda v: v > 0), "positive")
-
-
-def recipe_ranges(section: str) -> dict[str, Range]:
-    """The ranges of a training recipe (FitSpec) in section [teachers] or [students]."""
-    return {f"{section}.epochs": at_least(1), f"{section}.batch_size": at_least(1), f"{section}.lr": POSITIVE,
-            f"{section}.momentum": ((lambda v: 0 <= v < 1), "in [0, 1)"),
-            f"{section}.weight_decay": ((lambda v: v >= 0), "at least 0"),
-            f"{section}.min_examples": ((lambda v: v >= 0), "at least 0 (0: the epochs alone)"),
-            f"{section}.augment_size": ((lambda v: v >= 0), "at least 0 (0: the augmentation's default)"),
-            f"{section}.gce_q": ((lambda v: 0 < v <= 1), "in (0, 1]")}
-
-
 RANGES: dict[str, Range] = {
     "seed": at_least(0), "seeds": at_least(1),
     "data.n_train": at_least(1), "data.n_test": at_least(1), "data.n_pool": at_least(1), "data.seed": at_least(0),
@@ -390,66 +305,3 @@ def validate(cfg: Config) -> None:
                         f"students.labels=pool, not online")
     if any(k < 1 for k in cfg.sweep.teachers):
         raise UserError(f"config key sweep.teachers: teacher counts must be at least 1, got {cfg.sweep.teachers}")
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string, control characters escaped
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return str(value)
-
-
-def to_toml(cfg: Config | dict[str, Any]) -> str:
-    """A configuration (or any nested dict of TOML values) as TOML that `load_config` (tomllib)
-    reads back unchanged: top-level keys first, then one table per section."""
-    tree = to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg
-    top, sections = [], []
-
-    def table(name: str, body: dict[str, Any]) -> None:
-        sections.append(f"[{name}]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in body.items()
-                                                 if not isinstance(v, dict)))
-        for k, v in body.items():
-            if isinstance(v, dict):
-                table(f"{name}.{k}", v)
-
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            table(key, value)
-        else:
-            top.append(f"{key} = {_toml_value(value)}")
-    return "\n".join(top) + "\n\n" + "\n".join(sections)
-
-
-# ---------------------------------------------------------------------------------------------
-# Comparing a run folder's configuration with this one
-
-
-def config_differences(old: dict, new: dict, ignore: set[str] = frozenset()) -> list[str]:
-    """["teachers.epochs 30 -> 40", ...]: the dotted keys whose values differ.
-
-    A key in `ignore` (or below a section in `ignore`) does not count.
-    """
-    old_flat, new_flat = flatten(old), flatten(new)
-    show = lambda flat, key: json.dumps(flat[key]) if key in flat else "(unset)"
-    ignored = lambda key: any(key == i or key.startswith(i + ".") for i in ignore)
-    keys = list(old_flat) + [key for key in new_flat if key not in old_flat]
-    return [f"{key} {show(old_flat, key)} -> {show(new_flat, key)}" for key in keys
-            if not ignored(key) and (key not in old_flat or key not in new_flat
-                                     or old_flat[key] != new_flat[key])]
-
-
-def fill_missing(old: dict, defaults: dict) -> dict:
-    """`old` with the keys it lacks taken from `defaults`, section by section (a run folder made
-    before a key existed counts as having the key's default)."""
-    filled = dict(old)
-    for key, value in defaults.items():
-        if key not in filled:
-            filled[key] = value
-        elif isinstance(value, dict) and isinstance(filled[key], dict):
-            filled[key] = fill_missing(filled[key], value)
-    return filled

@@ -78,7 +78,7 @@ class Standardize(nn.Module):
         if self.layout == "image":
             # NHWC seen as NCHW: the elementwise result above is dense NHWC, so this view already
             # has channels_last strides, no copy needed (and `contiguous(channels_last)` cannot
-            # run under vmap, which trains several models as one: train_many.py).
+            # run under vmap, which trains several models as one: training/train_many.py).
             return x.permute(0, 3, 1, 2)
         if self.layout == "keep":
             return x
@@ -248,7 +248,7 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-# Non-neural samplers (rolemodels.samplers) can be teachers, not students.
+# Non-neural samplers (rolemodels.method.samplers) can be teachers, not students.
 SAMPLERS = {"knn": "k-nearest neighbours (k=1: a sampler)", "kernel": "minimum-norm Laplace-kernel interpolation"}
 
 

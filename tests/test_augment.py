@@ -6,9 +6,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rolemodels.augment import (apply_circular_shift, apply_crop_flip, draw_crop_flip, draw_shifts, random_crop_flip,
-                                random_shift)
 from rolemodels.errors import UserError
+from rolemodels.training.augment import (
+    apply_circular_shift,
+    apply_crop_flip,
+    draw_crop_flip,
+    draw_shifts,
+    random_crop_flip,
+    random_shift,
+)
 
 
 def reference_crop_flip(x, top, left, flip, pad):
@@ -136,7 +142,7 @@ def test_random_shift_refuses_images_and_negative_shifts():
 
 
 def test_auto_is_the_usual_augmentation_of_each_registered_network():
-    from rolemodels.config import FitSpec
+    from rolemodels.recipe import FitSpec
 
     auto = FitSpec(augment="auto", augment_size=3)
     assert auto.for_model("cnn1d").augment == "shift" and auto.for_model("cnn1d").augment_size == 3

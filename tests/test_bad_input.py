@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rolemodels.cli import main
+from rolemodels.errors import UserError
 
 FAST = ["teachers.count=2", "teachers.epochs=1", "teachers.width=4", "students.epochs=1", "students.batch_size=32",
         "sweep.teachers=[1]", "teachers.model=mlp", "data.name=arrays"]
@@ -121,5 +122,5 @@ def test_disk_full_is_a_runtime_error_with_no_partial_file(tmp_path, capsys, mon
 
 
 def test_debug_shows_the_traceback(tmp_path, capsys):
-    with pytest.raises(Exception):
+    with pytest.raises(UserError):  # the error itself, not the one-line answer
         main(["--debug", "run", "--quiet", "--out", str(tmp_path / "o"), f"data.path={tmp_path / 'x.npz'}", *FAST])

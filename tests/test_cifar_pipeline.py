@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 from fabricate import write_cifar5m_parts, write_cifar10
+
 from rolemodels.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

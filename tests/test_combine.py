@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rolemodels.combine import (
+from rolemodels.method.combine import (
     mean_probability,
     per_batch_teacher_targets,
     per_epoch_teacher_targets,

@@ -17,8 +17,8 @@ from rolemodels.config import (
     TrainConfig,
     load_config,
     to_dict,
-    to_toml,
 )
+from rolemodels.config_toml import to_toml
 from rolemodels.errors import UserError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-
 from fabricate import write_cifar5m_parts
+
 from rolemodels.data.cifar5m import load_cifar5m
+from rolemodels.method.teach import label_pool, label_pool_by_teachers
 from rolemodels.models import build_model
+from rolemodels.runtime.device import on_device, predict_logits
 from rolemodels.runtime.threads import side_by_side
-from rolemodels.teach import label_pool, label_pool_by_teachers
-from rolemodels.device import on_device, predict_logits
-from rolemodels.train import FitSpec, fit, fixed_targets
+from rolemodels.training.train import FitSpec, fit, fixed_targets
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
@@ -152,7 +152,7 @@ def test_training_on_the_resident_pool_equals_training_on_the_streamed_pool(tmp_
 
 
 def test_fused_optimizer_and_fp32_final_logits_on_cuda():
-    from rolemodels.train import make_optimizer
+    from rolemodels.training.train import make_optimizer
 
     model = resnet(0).to(CUDA)
     assert make_optimizer(model.parameters(), SPEC, CUDA).param_groups[0]["fused"]

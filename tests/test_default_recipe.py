@@ -12,14 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from rolemodels import noise as noise_lib
-from rolemodels.config import FitSpec, load_config
+from rolemodels.config import load_config
 from rolemodels.data import load_dataset
-from rolemodels.experiment import Architecture, new_model, noisy_training_labels
-from rolemodels.metrics import accuracy, noise_replication
+from rolemodels.method import noise as noise_lib
+from rolemodels.method.metrics import accuracy, noise_replication
 from rolemodels.models import input_stats
-from rolemodels.device import predict_logits
-from rolemodels.train import fit, fixed_targets
+from rolemodels.paper.experiment import noisy_training_labels
+from rolemodels.paper.networks import Architecture, new_model
+from rolemodels.recipe import FitSpec
+from rolemodels.runtime.device import predict_logits
+from rolemodels.training.train import fit, fixed_targets
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 CPU = torch.device("cpu")

@@ -1,4 +1,4 @@
-"""One device in any spelling (rolemodels/device.py), checked on a CPU.
+"""One device in any spelling (rolemodels/runtime/device.py), checked on a CPU.
 
 torch compares devices by value: torch.device("cpu", 0) != torch.device("cpu") and, on a GPU,
 torch.device("cuda") != torch.device("cuda", 0). Before the devices were made canonical, a tensor
@@ -13,13 +13,22 @@ import torch
 import torch.nn as nn
 
 from rolemodels.config import TrainConfig
-from rolemodels.device import (Resident, canonical_device, is_on, on_device, parse_device, pinned, place_model,
-                               predict_logits, resolve_device)
 from rolemodels.errors import UserError
+from rolemodels.method.teach import label_pool_by_teachers
 from rolemodels.models import build_model
+from rolemodels.runtime.device import (
+    Resident,
+    canonical_device,
+    is_on,
+    on_device,
+    parse_device,
+    pinned,
+    place_model,
+    predict_logits,
+    resolve_device,
+)
 from rolemodels.runtime.session import start_session
-from rolemodels.teach import label_pool_by_teachers
-from rolemodels.train import FitSpec, batches, fit, fixed_targets, load_optimizer_state
+from rolemodels.training.train import FitSpec, batches, fit, fixed_targets, load_optimizer_state
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 CPU_SPELLINGS = ["cpu", "cpu:0", torch.device("cpu"), torch.device("cpu", 0)]
@@ -83,7 +92,7 @@ def test_inputs_already_on_the_device_stay_where_they_are(spelling):
 
 @pytest.mark.parametrize("spelling", CPU_SPELLINGS)
 def test_batches_of_inputs_on_the_device_are_gathered_there_without_the_host_path(spelling, monkeypatch):
-    monkeypatch.setattr("rolemodels.train.pinned", lambda *a: pytest.fail("inputs on the device sent to the host path"))
+    monkeypatch.setattr("rolemodels.training.train.pinned", lambda *a: pytest.fail("inputs on the device sent to the host path"))
     x, order = signals(10), torch.randperm(10, generator=torch.Generator().manual_seed(1))
     seen = list(batches(x, order, 4, spelling))
     assert [len(idx) for idx, _ in seen] == [4, 4, 2]

@@ -12,21 +12,21 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-
 from fabricate import write_cifar5m_parts
+
 from rolemodels.config import load_config
 from rolemodels.data.cifar5m import load_cifar5m
-from rolemodels.device import on_device, predict_logits
 from rolemodels.errors import UserError
+from rolemodels.method.teach import label_pool, label_pool_by_teachers
 from rolemodels.models import FinalLinear, build_model, has_batch_norm
+from rolemodels.runtime.device import on_device, predict_logits
 from rolemodels.runtime.manifest import Manifest
 from rolemodels.runtime.progress import Progress
 from rolemodels.runtime.session import Session, refuse_unworkable
 from rolemodels.runtime.threads import trainings_at_once
 from rolemodels.runtime.work import Work
 from rolemodels.runtime.world import World
-from rolemodels.teach import label_pool, label_pool_by_teachers
-from rolemodels.train import FitSpec, fit, fixed_targets, load_checkpoint, restore_generator
+from rolemodels.training.train import FitSpec, fit, fixed_targets, load_checkpoint, restore_generator
 
 CPU = torch.device("cpu")
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -278,8 +278,8 @@ def test_the_pool_on_the_device_and_streamed_from_the_host_train_and_label_alike
 # ----------------------------------------------------------------------------- refused before any work
 
 
-def session(world: World = World(), device: torch.device = CPU, cfg=None) -> Session:
-    return Session(world, device, Progress(quiet=True), (cfg or load_config()).train)
+def session(world: World | None = None, device: torch.device = CPU, cfg=None) -> Session:
+    return Session(world or World(), device, Progress(quiet=True), (cfg or load_config()).train)
 
 
 @pytest.mark.parametrize("overrides, expected", [

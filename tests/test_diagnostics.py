@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rolemodels import diagnostics as dg
 from rolemodels.errors import UserError
+from rolemodels.method import diagnostics as dg
 
 C = 10
 PARTNER = (np.arange(C) + 5) % C

@@ -10,8 +10,8 @@ import torch
 
 from rolemodels.cli import main
 from rolemodels.data.mnist1d_fast import generate_fast
-from rolemodels.student import load_student
-from rolemodels.userdata import check_pool_is_new, row_hashes
+from rolemodels.practice.student import load_student
+from rolemodels.practice.userdata import check_pool_is_new, row_hashes
 
 FAST = ["teachers.count=2", "teachers.width=4", "teachers.epochs=3", "teachers.min_examples=0",
         "students.min_examples=2000", "train.threads=1", "train.eval_batch_size=256"]
@@ -143,9 +143,9 @@ def test_a_file_that_is_not_a_student_is_refused_in_one_line(tmp_path):
 
 
 def test_distill_defaults_to_robust_teachers_and_keeps_the_papers_recipe_one_option_away(tmp_path, capsys):
-    from rolemodels.distill import load_distill_config
     from rolemodels.errors import UserError
-    from rolemodels.userdata import InputFiles
+    from rolemodels.practice.distill import load_distill_config
+    from rolemodels.practice.userdata import InputFiles
 
     robust = load_distill_config(InputFiles()).teachers  # the default: robust teachers, distilled
     assert (robust.loss, robust.gce_q) == ("gce", 0.8)  # the estimator's robust q (tests/test_estimator.py)

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from rolemodels.augment import random_crop_flip
 from rolemodels.runtime.threads import side_by_side
 from rolemodels.runtime.world import SINGLE, World, my_slice, shard_range, world_from_env
+from rolemodels.training.augment import random_crop_flip
 
 ROOT = Path(__file__).resolve().parents[1]
 # The tiny preset, smaller: 3 teachers (rank 0 trains two, rank 1 one), a pool of 4 eval batches.
@@ -273,7 +273,7 @@ def test_a_slice_is_augmented_as_in_the_whole_batch():
 
 
 def test_online_labels_of_a_slice_match_the_whole_batch():
-    from rolemodels.teach import OnlineTeacherLabels
+    from rolemodels.method.teach import OnlineTeacherLabels
 
     teachers = [torch.nn.Linear(4, 3) for _ in range(5)]
     x = torch.randn(9, 4)
@@ -284,7 +284,7 @@ def test_online_labels_of_a_slice_match_the_whole_batch():
 
 def test_jobs_side_by_side_train_as_they_do_one_after_another():
     from rolemodels.models import build_model
-    from rolemodels.train import FitSpec, fit, fixed_targets
+    from rolemodels.training.train import FitSpec, fit, fixed_targets
 
     torch.manual_seed(0)
     x, y = torch.randn(64, 40), torch.randint(0, 10, (64,))

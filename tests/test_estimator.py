@@ -12,9 +12,9 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
 from sklearn.utils.estimator_checks import check_estimator  # noqa: E402
 
-from rolemodels.estimator import EXPECTED_FAILED_CHECKS, RoleModelClassifier  # noqa: E402
-from rolemodels.network_classifier import NetworkClassifier  # noqa: E402
-from rolemodels.student import load_student  # noqa: E402
+from rolemodels.practice.estimator import EXPECTED_FAILED_CHECKS, RoleModelClassifier  # noqa: E402
+from rolemodels.practice.network_classifier import NetworkClassifier  # noqa: E402
+from rolemodels.practice.student import load_student  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -193,7 +193,7 @@ def test_fit_proba_refuses_rows_that_are_not_probabilities(rows, needle):
 
 
 def test_student_targets_follow_the_combine_rule():
-    from rolemodels.estimator import student_targets
+    from rolemodels.practice.estimator import student_targets
 
     labels = np.array([[0, 0, 1], [2, 1, 1]], dtype=np.uint8)
     probs = torch.tensor([[1.8, 1.2, 0.0], [0.1, 1.5, 1.4]], dtype=torch.float64)
@@ -217,7 +217,7 @@ def test_auto_combine_is_soft_for_robust_teachers_and_the_vote_otherwise():
 
 
 def test_the_recipes_budgets_scale_with_the_data():
-    from rolemodels.estimator import student_examples
+    from rolemodels.practice.estimator import student_examples
 
     robust, paper = RoleModelClassifier()._base_teacher(), RoleModelClassifier(recipe="paper")._base_teacher()
     assert (robust.loss, robust.epochs, robust.min_examples) == ("gce", 30, 10_000)
@@ -235,7 +235,7 @@ def test_networks_with_a_preset_get_its_teacher_recipe_in_the_robust_recipe():
     import tomllib
     from pathlib import Path
 
-    from rolemodels.estimator import ROBUST_BY_NETWORK
+    from rolemodels.practice.estimator import ROBUST_BY_NETWORK
 
     configs = Path(__file__).resolve().parents[1] / "configs"
     for network, preset in (("cnn1d", "mnist1d"), ("cnn2d_wide", "fashion-mnist")):
@@ -260,7 +260,8 @@ def test_noisy_agreement_scores_a_recipe_without_clean_labels():
     """Held-out agreement with the noisy labels: for a constant predictor exactly the share of
     its class among the labels; for a recipe that learns (logistic regression) far higher."""
     from sklearn.dummy import DummyClassifier
-    from rolemodels.estimator import noisy_agreement
+
+    from rolemodels.practice.estimator import noisy_agreement
 
     X, y = small_problem()
     noisy = np.where(np.random.default_rng(0).random(len(y)) < 0.3, (y + 1) % 3, y)
@@ -271,7 +272,7 @@ def test_noisy_agreement_scores_a_recipe_without_clean_labels():
 
 
 def test_teacher_epochs_auto_picks_the_choice_with_the_best_held_out_agreement(monkeypatch):
-    import rolemodels.estimator as estimator
+    import rolemodels.practice.estimator as estimator
 
     X, y = small_problem()
     monkeypatch.setattr(estimator, "EPOCH_CHOICES", (1, 8))
@@ -316,6 +317,6 @@ def test_pool_graph_auto_leaves_a_large_pool_and_other_networks_alone(monkeypatc
     other = fit(NetworkClassifier(factory, epochs=2, min_examples=0, device="cpu"))  # not an mlp: raw rows' neighbours
     assert other.diagnostics_["combine"] == "soft" and other.diagnostics_["pool_graph"] == 0
     assert fit(quick()).diagnostics_["pool_graph"] == 10
-    monkeypatch.setattr("rolemodels.estimator.POOL_GRAPH_ROWS", 79)  # the 80-row pool counts as large
+    monkeypatch.setattr("rolemodels.practice.estimator.POOL_GRAPH_ROWS", 79)  # the 80-row pool counts as large
     large = fit(quick())
     assert large.diagnostics_["combine"] == "soft" and large.diagnostics_["pool_graph"] == 0

@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from fabricate import write_fashion_mnist
+
 from rolemodels.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,9 +5,14 @@ import numpy as np
 import pytest
 
 from rolemodels.errors import UserError
-from rolemodels.label_errors import (distillation_diagnostics, estimate_noise, margin_histogram,
-                                     suspected_label_errors, vote_margins)
-from rolemodels.noise import apply_noise, realized_matrix, transition_matrix
+from rolemodels.method.noise import apply_noise, realized_matrix, transition_matrix
+from rolemodels.practice.label_errors import (
+    distillation_diagnostics,
+    estimate_noise,
+    margin_histogram,
+    suspected_label_errors,
+    vote_margins,
+)
 
 
 def test_suspected_errors_are_the_contradicted_labels_most_confident_first():

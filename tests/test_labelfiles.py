@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rolemodels.data.labelfiles import LabelFileWarning, detect_format, read_labels, write_labels
 from rolemodels.errors import RunError, UserError
-from rolemodels.labelfiles import LabelFileWarning, detect_format, read_labels, write_labels
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LABELS = np.array([6, 9, 9, 4, 1, 1, 2, 7, 8, 3], dtype=np.int64)

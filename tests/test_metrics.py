@@ -7,7 +7,7 @@ import statistics
 import pytest
 import torch
 
-from rolemodels.metrics import accuracy, confusion, noise_replication, summarize
+from rolemodels.method.metrics import accuracy, confusion, noise_replication, summarize
 
 C = 10
 PARTNER = (torch.arange(C) + 5) % C  # the paper's noise: c -> (c + 5) mod 10

@@ -6,8 +6,8 @@ import torch
 
 from rolemodels.errors import UserError
 from rolemodels.models import MODELS, build_model, count_parameters
-from rolemodels.device import predict_logits
-from rolemodels.train import FitSpec, fit, fixed_targets
+from rolemodels.runtime.device import predict_logits
+from rolemodels.training.train import FitSpec, fit, fixed_targets
 
 SHAPES = {"cnn1d": (40,), "cnn2d": (28, 28, 1), "cnn2d_wide": (28, 28, 1), "resnet18": (32, 32, 3), "mlp": (7, 3)}
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rolemodels.errors import UserError
-from rolemodels.noise import (
+from rolemodels.method.noise import (
     NoiseWarning,
     apply_noise,
     exact_counts,

@@ -53,7 +53,7 @@ def test_results_contract(tiny_run: Path):
     assert realized[0][5] == pytest.approx(0.2, abs=0.01) and realized[0][0] == pytest.approx(0.8, abs=0.01)
     assert set(results["seconds"]) >= {"total", "teachers", "labelling", "students"}
     # Where the numbers were made: on CPUs with AMX precision=auto trains in bf16, elsewhere in float32.
-    from rolemodels.device import cpu_bf16_support
+    from rolemodels.runtime.device import cpu_bf16_support
 
     env = results["environment"]
     assert env["training_dtype"] == ("bfloat16" if cpu_bf16_support() == "amx" else "float32")

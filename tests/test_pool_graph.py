@@ -1,11 +1,11 @@
-"""Soft labels spread over the pool's k-nearest-neighbour graph (rolemodels/pool_graph.py)."""
+"""Soft labels spread over the pool's k-nearest-neighbour graph (rolemodels/practice/pool_graph.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from rolemodels.pool_graph import knn_graph, spread_over_graph
+from rolemodels.practice.pool_graph import knn_graph, spread_over_graph
 
 
 def brute_force_graph(x: np.ndarray, k: int) -> np.ndarray:
@@ -22,7 +22,7 @@ def brute_force_graph(x: np.ndarray, k: int) -> np.ndarray:
 
 def test_the_graph_joins_each_row_to_its_nearest_others_symmetrically_normalised(monkeypatch):
     x = np.random.default_rng(0).normal(size=(37, 5))  # continuous: no ties between distances
-    monkeypatch.setattr("rolemodels.pool_graph.ROWS_PER_BLOCK", 8)  # several blocks, the last one short
+    monkeypatch.setattr("rolemodels.practice.pool_graph.ROWS_PER_BLOCK", 8)  # several blocks, the last one short
     graph = knn_graph(torch.from_numpy(x), 4).to_dense().numpy()
     np.testing.assert_allclose(graph, brute_force_graph(x, 4), atol=1e-12)
     assert np.all(np.diag(graph) == 0) and np.array_equal(graph, graph.T)

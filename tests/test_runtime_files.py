@@ -9,11 +9,19 @@ import socket
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rolemodels.errors import RunError
-from rolemodels.runtime.files import (atomic_save_npy, atomic_save_torch, atomic_write_bytes, atomic_write_json,
-                                      atomic_write_text, load_torch, remove_temp_files)
+from rolemodels.runtime.files import (
+    atomic_save_npy,
+    atomic_save_torch,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    load_torch,
+    remove_temp_files,
+)
 
 
 def temp_files(folder):

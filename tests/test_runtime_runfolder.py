@@ -191,7 +191,7 @@ def test_a_legacy_config_json_is_compared_then_replaced_by_config_toml(tmp_path)
 
 def test_a_legacy_folder_with_both_copies_keeps_config_toml_alone(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(CONFIG))
-    from rolemodels.config import to_toml
+    from rolemodels.config_toml import to_toml
 
     (tmp_path / "config.toml").write_text(to_toml(CONFIG))
     check_config(tmp_path, CONFIG, force=False)

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from rolemodels import samplers
 from rolemodels.errors import UserError
-from rolemodels.samplers import KernelInterpolator, NearestNeighbors, load_sampler
+from rolemodels.method import samplers
+from rolemodels.method.samplers import KernelInterpolator, NearestNeighbors, load_sampler
 
 
 def random_dataset(n=200, dim=5, num_classes=4, seed=0):

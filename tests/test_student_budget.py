@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rolemodels.config import Config, FitSpec, load_config, to_dict, to_toml
+from rolemodels.config import Config, load_config, to_dict
+from rolemodels.config_toml import to_toml
 from rolemodels.errors import UserError
+from rolemodels.recipe import FitSpec
 from rolemodels.runtime.runfolder import check_config
-from rolemodels.train import fit, fixed_targets
+from rolemodels.training.train import fit, fixed_targets
 
 PRESETS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rolemodels.errors import UserError
-from rolemodels.teach import label_pool, softmax_sum, teacher_subsets
+from rolemodels.method.teach import label_pool, softmax_sum, teacher_subsets
 
 # ----------------------------------------------------------------------------- teacher subsets
 
@@ -198,7 +198,7 @@ def test_online_teacher_labels_follow_the_inputs():
     """Online labels are the teachers' answers on the batch given (e.g. after augmentation)."""
     import torch.nn as nn
 
-    from rolemodels.teach import OnlineTeacherLabels
+    from rolemodels.method.teach import OnlineTeacherLabels
 
     class Fixed(nn.Module):  # a teacher that always answers `label`, with a margin
         def __init__(self, label, scale=1.0):

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from rolemodels import diagnostics, theory, theory_report
 from rolemodels.cli import theory as cli_theory
 from rolemodels.errors import UserError
-from rolemodels.noise import noise_partner, paper_matrix
-
+from rolemodels.method import diagnostics
+from rolemodels.method.noise import noise_partner, paper_matrix
+from rolemodels.paper import theory, theory_report
 
 # ---------------------------------------------------------------------- distribution
 

@@ -9,8 +9,8 @@ import torch
 
 from rolemodels.errors import UserError
 from rolemodels.models import build_model
-from rolemodels.device import autocast_dtype, cpu_bf16_support, predict_logits
-from rolemodels.train import FitSpec, fit, fixed_targets
+from rolemodels.runtime.device import autocast_dtype, cpu_bf16_support, predict_logits
+from rolemodels.training.train import FitSpec, fit, fixed_targets
 
 CPU = torch.device("cpu")
 N, D, C = 96, 5, 3
@@ -91,7 +91,7 @@ def test_fit_asks_targets_for_a_permutation_of_the_first_n_each_epoch():
 
     fit(new_model(0), x, targets, FitSpec(epochs=3, batch_size=16), n=n, seed=0, device=CPU, precision="fp32")
     assert sorted(seen) == [0, 1, 2]
-    for epoch, order in seen.items():
+    for order in seen.values():
         assert sorted(order) == list(range(n))
     assert seen[0] != seen[1]  # reshuffled each epoch
     assert seen[0] != list(range(n))
@@ -304,7 +304,7 @@ def test_soft_targets_train_toward_the_given_distribution():
 
 
 def test_generalized_cross_entropy_is_its_formula_for_hard_and_soft_labels():
-    from rolemodels.train import GCE_Q, generalized_cross_entropy
+    from rolemodels.training.train import GCE_Q, generalized_cross_entropy
 
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
     p = torch.softmax(logits, 1)
@@ -322,7 +322,7 @@ def test_generalized_cross_entropy_is_its_formula_for_hard_and_soft_labels():
 
 
 def test_generalized_cross_entropy_has_finite_gradients_where_a_probability_underflows():
-    from rolemodels.train import generalized_cross_entropy
+    from rolemodels.training.train import generalized_cross_entropy
 
     # The labelled class's probability is exp(-200) = 0 in float32 (and in bf16): the form
     # softmax(z) ** q would give 0 * inf = NaN gradients here.
@@ -337,7 +337,7 @@ def test_generalized_cross_entropy_has_finite_gradients_where_a_probability_unde
 
 def test_slice_loss_is_cross_entropy_by_default_and_gce_when_asked():
     from rolemodels.runtime.world import SINGLE
-    from rolemodels.train import generalized_cross_entropy, slice_loss
+    from rolemodels.training.train import generalized_cross_entropy, slice_loss
 
     x, y = separable_problem()
     logits = torch.randn(len(y), C, generator=torch.Generator().manual_seed(3))

@@ -1,4 +1,4 @@
-"""Many models trained as one stacked model (rolemodels/train_many.py): each as `fit` trains it alone,
+"""Many models trained as one stacked model (rolemodels/training/train_many.py): each as `fit` trains it alone,
 within rounding; its own seeds; killed and resumed; refused by name where it cannot be batched."""
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-from rolemodels.config import FitSpec
-from rolemodels.device import predict_logits
 from rolemodels.errors import RunError, UserError
+from rolemodels.method.teach import OnlineTeacherLabels, label_pool_by_teachers
 from rolemodels.models import build_model
-from rolemodels.teach import OnlineTeacherLabels, label_pool_by_teachers
-from rolemodels.train import fit, fixed_targets
-from rolemodels.train_many import FitTask, StackedPredictor, fit_many, why_not_together
+from rolemodels.recipe import FitSpec
+from rolemodels.runtime.device import predict_logits
+from rolemodels.training.train import fit, fixed_targets
+from rolemodels.training.train_many import FitTask, StackedPredictor, fit_many, why_not_together
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 N = 64

@@ -1,20 +1,25 @@
-"""Command line: `rolemodels run|distill|predict|noise|models|theory`, one module a command; bad input: one line, exit 2."""
+"""rolemodels: knowledge distillation from noisy teachers. Train several models on noisy labels,
+let them label unlabelled data, and distil one student that is better than any of them: the paper's
+experiment (run, theory) or your own data (distill, then predict). `rolemodels COMMAND --help` gives
+a command's options; bad input is answered in one line with exit code 2, before anything is computed.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from rolemodels import __version__
 from rolemodels.errors import RunError, UserError
+from rolemodels.version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rolemodels", description=__doc__)
+    parser = argparse.ArgumentParser(prog="rolemodels", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"rolemodels {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    # Each command lives in its own module and registers itself here.
+    # One module a command (cli/), each registering itself here.
     from rolemodels.cli import distill, models, noise, predict, run, theory
 
     for command in (run, distill, predict, noise, models, theory):

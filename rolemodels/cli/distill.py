@@ -28,8 +28,8 @@ def register(commands) -> None:
 
 
 def distill_command(args: argparse.Namespace) -> int:
-    from rolemodels.distill import load_distill_config, run_distill
-    from rolemodels.userdata import InputFiles
+    from rolemodels.practice.distill import load_distill_config, run_distill
+    from rolemodels.practice.userdata import InputFiles
 
     files = InputFiles(data=args.data or "", x_train=args.x_train or "", y_train=args.y_train or "",
                        x_pool=args.x_pool or "", x_test=args.x_test or "", y_test=args.y_test or "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+
 def register(commands) -> None:
     parser = commands.add_parser("models", help="list the registered models with their parameter counts")
     parser.add_argument("--json", action="store_true", help="print JSON")

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rolemodels import labelfiles, noise
+from rolemodels.data import labelfiles
 from rolemodels.errors import UserError
+from rolemodels.method import noise
 
 FULL_MATRIX_MAX_CLASSES = 20  # above this, text output lists classes instead of the C x C tables
 

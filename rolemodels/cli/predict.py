@@ -27,9 +27,9 @@ def predict_command(args: argparse.Namespace) -> int:
     import torch
 
     from rolemodels.errors import UserError
+    from rolemodels.practice.student import load_student
+    from rolemodels.runtime.device import resolve_device
     from rolemodels.runtime.files import atomic_save_npy
-    from rolemodels.student import load_student
-    from rolemodels.device import resolve_device
 
     student = load_student(args.model)
     device = resolve_device(args.device)

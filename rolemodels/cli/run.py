@@ -45,8 +45,8 @@ def resolve_preset(name: str | None) -> Path | None:
 
 def run_command(args: argparse.Namespace) -> int:
     from rolemodels.config import load_config
-    from rolemodels.experiment import run_experiment
-    from rolemodels.report import sweep_markdown, table_markdown
+    from rolemodels.paper.experiment import run_experiment
+    from rolemodels.paper.report import sweep_markdown, table_markdown
 
     cfg = load_config(resolve_preset(args.config), args.overrides)
     out = Path(args.out) if args.out else Path("runs") / cfg.name

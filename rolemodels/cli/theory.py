@@ -1,14 +1,13 @@
 """`rolemodels theory [--out DIR] [--quick] [--seed N]`: run the synthetic experiments of
-rolemodels.theory and write theory.json plus one figure per experiment into DIR."""
+rolemodels.paper.theory and write theory.json plus one figure per experiment into DIR."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from rolemodels import theory
 from rolemodels.errors import UserError
-from rolemodels.theory_report import write_outputs
-
+from rolemodels.paper import theory
+from rolemodels.paper.theory_report import write_outputs
 
 # ------------------------------------------------------------------------ Command line
 

@@ -141,7 +141,7 @@ def _find_part(root: str, i: int) -> str | None:
 
 def _load_parts(root: str, parts: list[str | None], limit: int | None, cache_dir: str | None):
     images, labels, total = [], [], 0
-    for i, path in enumerate(parts):
+    for path in parts:
         if limit is not None and total >= limit:
             break
         if path is None:

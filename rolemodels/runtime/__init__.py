@@ -1,4 +1,4 @@
-"""What the paper never mentions: how a run is kept, resumed and spread out.
+"""What the paper never mentions: how a run is kept, resumed and spread out, and where tensors live.
 
     files.py       atomic writes (the one writer every command uses), checksums
     manifest.py    size and SHA-256 of every finished file of a run folder
@@ -10,4 +10,5 @@
     work.py        the executor the pipeline's stages call (models, rows, shared arrays, timing)
     session.py     a run's start: threads, ranks, device, then the run folder and its Work
     provenance.py  version, git commit and source hash for results.json
+    device.py      devices, precision, tensors kept on the device, prediction in batches
 """

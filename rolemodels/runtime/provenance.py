@@ -6,6 +6,8 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
+from rolemodels.version import __version__
+
 PACKAGE = Path(__file__).resolve().parents[1]  # the rolemodels/ folder
 
 
@@ -36,6 +38,4 @@ def git_commit() -> str:
 
 def provenance() -> dict[str, str]:
     """{"version", "git_commit", "source_sha256"}: enough to find the code that made a result."""
-    from rolemodels import __version__
-
     return {"version": __version__, "git_commit": git_commit(), "source_sha256": source_hash()}

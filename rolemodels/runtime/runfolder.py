@@ -17,10 +17,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from rolemodels.config import NOT_RESULTS, Config, config_differences, fill_missing, to_dict, to_toml
+from rolemodels.config import NOT_RESULTS, Config, to_dict
+from rolemodels.config_toml import config_differences, fill_missing, to_toml
 from rolemodels.errors import RunError, UserError
-from rolemodels.runtime.files import (Notice, atomic_write_json, atomic_write_text, open_temp, print_notice, reason,
-                                      remove_temp_files)
+from rolemodels.runtime.files import (
+    Notice,
+    atomic_write_json,
+    atomic_write_text,
+    open_temp,
+    print_notice,
+    reason,
+    remove_temp_files,
+)
 from rolemodels.runtime.lock import LOCK_NAME, RunLock
 from rolemodels.runtime.manifest import Manifest, is_run_folder, recorded_files
 from rolemodels.runtime.world import World

@@ -17,8 +17,8 @@ from typing import Callable, Iterator
 import torch
 
 from rolemodels.config import Config, TrainConfig
-from rolemodels.device import canonical_device, parse_device
 from rolemodels.errors import UserError
+from rolemodels.runtime.device import canonical_device, parse_device
 from rolemodels.runtime.progress import Progress
 from rolemodels.runtime.runfolder import run_folder
 from rolemodels.runtime.threads import eval_batch_size, stack_models

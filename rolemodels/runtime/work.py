@@ -26,12 +26,12 @@ import numpy as np
 import torch
 
 from rolemodels.errors import RunError
+from rolemodels.runtime.device import on_device, place_model, predict_logits
 from rolemodels.runtime.files import append_line, atomic_save_npy, atomic_save_torch, finite_json, load_torch
 from rolemodels.runtime.manifest import Manifest
 from rolemodels.runtime.progress import Progress
 from rolemodels.runtime.threads import side_by_side, trainings_at_once
 from rolemodels.runtime.world import World, shard_range
-from rolemodels.device import on_device, place_model, predict_logits
 
 
 @dataclass
@@ -143,7 +143,7 @@ class Work:
                 models[i] = jobs[i].build()
                 path = folder / f"{jobs[i].name}.pt"
                 finished = (self.is_finished(path) if spread == "ranks"
-                            else self.world.main_decides(lambda: self.is_finished(path)))  # all train, or none
+                            else self.world.main_decides(lambda path=path: self.is_finished(path)))  # all train, or none
                 if finished:
                     models[i].load_state_dict(load_torch(path))
                     place_model(models[i], self.device)  # as `fit` leaves a trained model, so kernels match

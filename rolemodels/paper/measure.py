@@ -6,11 +6,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rolemodels.combine import mean_probability, plurality_vote, summed_logits_labels
-from rolemodels.diagnostics import (pointwise_sampler_distance, sampler_distance, teacher_agreement,
-                                    vote_share_histogram)
-from rolemodels.metrics import accuracy, confusion, noise_replication
-from rolemodels.noise import realized_matrix
+from rolemodels.method.combine import mean_probability, plurality_vote, summed_logits_labels
+from rolemodels.method.diagnostics import (
+    pointwise_sampler_distance,
+    sampler_distance,
+    teacher_agreement,
+    vote_share_histogram,
+)
+from rolemodels.method.metrics import accuracy, confusion, noise_replication
+from rolemodels.method.noise import realized_matrix
 
 
 @dataclass

@@ -18,12 +18,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rolemodels.augment import batch_augmentation
-from rolemodels.config import FitSpec
-from rolemodels.device import (DeviceLike, Resident, autocast_dtype, canonical_device, is_on, on_device, pinned,
-                               place_model)
 from rolemodels.errors import RunError, UserError
+from rolemodels.recipe import FitSpec
+from rolemodels.runtime.device import (
+    DeviceLike,
+    Resident,
+    autocast_dtype,
+    canonical_device,
+    is_on,
+    on_device,
+    pinned,
+    place_model,
+)
 from rolemodels.runtime.world import SINGLE, World, my_slice, shard_range, wrap_model
+from rolemodels.training.augment import batch_augmentation
 
 # (batch indices int64[B] on the training device, epoch) -> class labels int64[B], or class
 # probabilities float[B, C] (soft labels), best on the indices' device (see `Resident`)

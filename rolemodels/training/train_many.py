@@ -32,12 +32,21 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from rolemodels.augment import batch_augmentation
-from rolemodels.config import FitSpec
-from rolemodels.device import DeviceLike, autocast_dtype, canonical_device, on_device, place_model
 from rolemodels.errors import UserError
-from rolemodels.train import (LabelsFromInputs, Targets, check_finite, load_checkpoint, load_optimizer_state,
-                              make_optimizer, make_scheduler, mean_loss, restore_generator)
+from rolemodels.recipe import FitSpec
+from rolemodels.runtime.device import DeviceLike, autocast_dtype, canonical_device, on_device, place_model
+from rolemodels.training.augment import batch_augmentation
+from rolemodels.training.train import (
+    LabelsFromInputs,
+    Targets,
+    check_finite,
+    load_checkpoint,
+    load_optimizer_state,
+    make_optimizer,
+    make_scheduler,
+    mean_loss,
+    restore_generator,
+)
 
 
 @dataclass

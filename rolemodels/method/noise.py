@@ -19,7 +19,7 @@ import torch
 
 from rolemodels.errors import UserError
 from rolemodels.labels import check_labels, check_num_classes
-from rolemodels.metrics import confusion
+from rolemodels.method.metrics import confusion
 
 PRESETS = ("paper", "symmetric", "pairflip", "matrix")
 MODES = ("exact", "sampled")

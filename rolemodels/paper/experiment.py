@@ -2,34 +2,45 @@
 
 This file says what is computed. How it is kept, resumed, spread over torchrun's ranks and run
 side by side lives in `runtime/` (`Work`); the seeds of every random choice in `seeds.py`; the
-numbers of one seed in `measure.py`; results.json, report.md and the figures in `report.py`.
+networks and their check against the data in `networks.py`; the numbers of one seed in
+`measure.py`; results.json, report.md and the figures in `report.py`.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from rolemodels import noise as noise_lib
-from rolemodels.combine import (per_batch_teacher_targets, per_epoch_teacher_targets, plurality_vote,
-                                random_teacher_labels, vote_shares)
-from rolemodels.config import Config, FitSpec, StudentConfig, TeacherConfig
+from rolemodels.config import Config, StudentConfig, TeacherConfig
 from rolemodels.data import Dataset, check_dataset, load_dataset
-from rolemodels.errors import UserError
-from rolemodels.measure import SeedOutcome, measure_seed
-from rolemodels.metrics import accuracy
-from rolemodels.models import SAMPLERS, build_model, input_stats
+from rolemodels.method import noise as noise_lib
+from rolemodels.method.combine import (
+    per_batch_teacher_targets,
+    per_epoch_teacher_targets,
+    plurality_vote,
+    random_teacher_labels,
+    vote_shares,
+)
+from rolemodels.method.metrics import accuracy
+from rolemodels.method.teach import (
+    OnlineTeacherLabels,
+    fit_sampler,
+    label_pool_by_teachers,
+    softmax_sum,
+    teacher_subsets,
+)
+from rolemodels.models import SAMPLERS, input_stats
+from rolemodels.paper.measure import SeedOutcome, measure_seed
+from rolemodels.paper.networks import Architecture, check_architectures, new_model, student_architecture
+from rolemodels.recipe import FitSpec
 from rolemodels.runtime.files import arrays_sha256
 from rolemodels.runtime.session import open_run, refuse_unworkable, start_session
 from rolemodels.runtime.work import ModelJob, Training, Work
 from rolemodels.seeds import Seeds
-from rolemodels.teach import OnlineTeacherLabels, fit_sampler, label_pool_by_teachers, softmax_sum, teacher_subsets
-from rolemodels.train import Targets, fit, fixed_targets
-from rolemodels.train_many import FitTask
-
+from rolemodels.training.train import Targets, fit, fixed_targets
+from rolemodels.training.train_many import FitTask
 
 # ---------------------------------------------------------------------------------------------
 # Noise
@@ -40,7 +51,7 @@ def noisy_training_labels(cfg: Config, data: Dataset, seed: int) -> tuple[np.nda
     clean = data.y_train.numpy()
     num_classes = data.num_classes
     if cfg.noise.labels_file:
-        from rolemodels.labelfiles import read_labels
+        from rolemodels.data.labelfiles import read_labels
 
         noisy = read_labels(cfg.noise.labels_file, key=cfg.noise.labels_key or None, num_classes=num_classes,
                             expected_length=len(clean))
@@ -58,27 +69,7 @@ def noisy_training_labels(cfg: Config, data: Dataset, seed: int) -> tuple[np.nda
 
 
 # ---------------------------------------------------------------------------------------------
-# Models: one architecture and one standardisation (the training set's) for every network
-
-
-@dataclass(frozen=True)
-class Architecture:
-    model: str
-    width: int
-
-
-def new_model(arch: Architecture, data: Dataset, stats: tuple[torch.Tensor, torch.Tensor], seed: int) -> torch.nn.Module:
-    torch.manual_seed(seed)  # the initial weights depend on this seed alone
-    return build_model(arch.model, data.input_shape, data.num_classes, arch.width, *stats)
-
-
-def student_architecture(cfg: Config, data: Dataset) -> Architecture:
-    """The students' network: the teachers', unless set, or one of the data's kind for sampler teachers."""
-    name = cfg.students.model or cfg.teachers.model
-    if name in SAMPLERS:
-        name = "cnn1d" if len(data.input_shape) == 1 else "cnn2d" if len(data.input_shape) == 3 else "mlp"
-    width = cfg.students.width or (cfg.teachers.width if name == cfg.teachers.model else 0)
-    return Architecture(name, width)
+# Training one model: the network (networks.py), its recipe, its targets
 
 
 def training_job(name: str, label: str, arch: Architecture, recipe: TeacherConfig | StudentConfig,
@@ -252,26 +243,6 @@ def run_seed(work: Work, cfg: Config, data: Dataset, stats: tuple[torch.Tensor, 
 # The whole run
 
 
-def check_architectures(cfg: Config, data: Dataset) -> None:
-    """Refuse a teacher or student network that cannot take the data's inputs, before any work."""
-    networks = [("students.model", student_architecture(cfg, data))]
-    if cfg.teachers.model not in SAMPLERS:
-        networks.insert(0, ("teachers.model", Architecture(cfg.teachers.model, cfg.teachers.width)))
-    for key, arch in networks:
-        try:
-            with torch.device("meta"):  # shapes only: nothing is allocated
-                build_model(arch.model, data.input_shape, data.num_classes, arch.width)
-        except UserError as err:
-            raise UserError(f"config key {key}: {err}") from None
-    # An explicit augmentation must fit the inputs: shifts move 1-D signals, crops and flips images.
-    kinds = {"shift": (1, "1-D signals [N, L]"), "crop_flip": (3, "images [N, H, W, C]")}
-    for section, recipe in (("teachers", cfg.teachers), ("students", cfg.students)):
-        if recipe.augment in kinds and len(data.input_shape) != kinds[recipe.augment][0]:
-            raise UserError(f"config key {section}.augment: {recipe.augment} augments {kinds[recipe.augment][1]}; "
-                            f"the data has examples of shape {list(data.input_shape)} (augment=auto picks the "
-                            f"network's usual one, none turns it off)")
-
-
 def input_fingerprints(cfg: Config, data: Dataset, noisy: np.ndarray, T: np.ndarray) -> dict[str, dict]:
     """What the run read, by the key that names it: the data's arrays and the noise files' contents."""
     source = cfg.data.path or ", ".join(filter(None, [cfg.data.root, cfg.data.pool_root])) or f"{cfg.data.name}, generated"
@@ -289,7 +260,7 @@ def run_experiment(cfg: Config, out: str | Path, quiet: bool = False, force: boo
 
     Under torchrun every rank calls this (runtime/world.py says how the work is shared); rank 0
     writes the reports and returns the results, the other ranks return None."""
-    from rolemodels.report import summarize_run, write_report
+    from rolemodels.paper.report import summarize_run, write_report
 
     started = time.perf_counter()
     session = start_session(cfg.train, quiet)

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from rolemodels.combine import vote_shares
 from rolemodels.errors import UserError
 from rolemodels.labels import as_numpy, check_labels, check_range, label_values
-from rolemodels.metrics import confusion
+from rolemodels.method.combine import vote_shares
+from rolemodels.method.metrics import confusion
 
 # plurality_probability works with factorials up to this many votes (float64 stays exact
 # enough; 100! is about 1e158).

@@ -21,22 +21,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rolemodels.combine import plurality_vote
-from rolemodels.config import (CHOICES, ROBUST_GCE_Q, StudentConfig, TeacherConfig, TrainConfig, apply_overrides,
-                               flatten, to_dict)
+from rolemodels.config import CHOICES, StudentConfig, TeacherConfig, TrainConfig, apply_overrides, flatten, to_dict
 from rolemodels.data import Dataset
 from rolemodels.errors import UserError
-from rolemodels.experiment import (distillation_targets, label_pool_with_teachers, student_architecture,
-                                   train_teachers, training_job)
-from rolemodels.label_errors import distillation_diagnostics, suspected_label_errors
-from rolemodels.metrics import accuracy
+from rolemodels.method.combine import plurality_vote
+from rolemodels.method.metrics import accuracy
+from rolemodels.method.teach import softmax_sum
 from rolemodels.models import MODELS, SAMPLERS, input_stats
+from rolemodels.paper.experiment import (
+    distillation_targets,
+    label_pool_with_teachers,
+    train_teachers,
+    training_job,
+)
+from rolemodels.paper.networks import student_architecture
+from rolemodels.practice.label_errors import distillation_diagnostics, suspected_label_errors
+from rolemodels.practice.student import Student, student_state
+from rolemodels.practice.userdata import InputFiles, UserData, read_user_data
+from rolemodels.recipe import ROBUST_GCE_Q
 from rolemodels.runtime.files import atomic_write_json, atomic_write_text, file_sha256
 from rolemodels.runtime.session import open_run, start_session
 from rolemodels.seeds import Seeds
-from rolemodels.student import Student, student_state
-from rolemodels.teach import softmax_sum
-from rolemodels.userdata import InputFiles, UserData, read_user_data
 
 # The practitioner's recipes. robust (the default): teachers on generalised cross-entropy, which
 # keeps them from fitting the labels they find wrong, then distilled as usual: the best row of

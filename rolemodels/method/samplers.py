@@ -20,9 +20,9 @@ from typing import Iterator
 
 import torch
 
-from rolemodels.combine import vote_counts, vote_shares
 from rolemodels.errors import UserError
 from rolemodels.labels import check_labels
+from rolemodels.method.combine import vote_counts, vote_shares
 
 # Entries of one [queries, training points] distance block held in memory at once.
 DISTANCE_BUDGET = 2**22

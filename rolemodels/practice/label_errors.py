@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rolemodels.combine import vote_counts
-from rolemodels.diagnostics import as_teacher_labels, teacher_agreement
 from rolemodels.labels import as_numpy, check_labels
+from rolemodels.method.combine import vote_counts
+from rolemodels.method.diagnostics import as_teacher_labels, teacher_agreement
 
 
 def suspected_label_errors(given, proba) -> np.ndarray:

@@ -23,10 +23,10 @@ import torch.nn as nn
 
 from rolemodels.errors import UserError
 from rolemodels.models import MODELS, build_model
+from rolemodels.runtime.device import predict_logits
 from rolemodels.runtime.files import atomic_save_torch
-from rolemodels.device import predict_logits
 
-FORMAT = "rolemodels.student"
+FORMAT = "rolemodels.practice.student"
 FORMAT_VERSION = 1
 
 

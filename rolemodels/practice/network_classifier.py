@@ -23,12 +23,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from rolemodels.config import FitSpec
 from rolemodels.errors import UserError
 from rolemodels.models import Standardize, build_model, input_stats
-from rolemodels.student import Student, shaped_inputs
-from rolemodels.device import predict_logits, resolve_device
-from rolemodels.train import fit, fixed_targets
+from rolemodels.practice.student import Student, shaped_inputs
+from rolemodels.recipe import FitSpec
+from rolemodels.runtime.device import predict_logits, resolve_device
+from rolemodels.training.train import fit, fixed_targets
 
 
 @contextmanager

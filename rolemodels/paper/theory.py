@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from rolemodels import diagnostics
-from rolemodels.combine import random_teacher_labels, vote_counts
-from rolemodels.noise import paper_matrix
-from rolemodels.samplers import NearestNeighbors, nearest_first_plurality
+from rolemodels.method import diagnostics
+from rolemodels.method.combine import random_teacher_labels, vote_counts
+from rolemodels.method.noise import paper_matrix
+from rolemodels.method.samplers import NearestNeighbors, nearest_first_plurality
 
 # ----------------------------------------------------------------------------- Setup
 

@@ -9,7 +9,7 @@ import torch
 
 from rolemodels.config import Config, to_dict
 from rolemodels.data import Dataset
-from rolemodels.metrics import summarize
+from rolemodels.method.metrics import summarize
 from rolemodels.runtime.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from rolemodels.runtime.provenance import provenance
 from rolemodels.seeds import RULE as SEED_RULE
@@ -95,7 +95,7 @@ def processor_name() -> str:
 def environment(cfg: Config) -> dict:
     """Where the numbers were made: results differ between processors, because `precision=auto`
     trains in bf16 on CPUs with AMX and in float32 elsewhere."""
-    from rolemodels.device import autocast_dtype, resolve_device
+    from rolemodels.runtime.device import autocast_dtype, resolve_device
 
     device = resolve_device(cfg.train.device)
     dtype = autocast_dtype(device, cfg.train.precision)

@@ -23,13 +23,13 @@ from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from rolemodels.combine import plurality_vote, random_teacher_labels
-from rolemodels.config import ROBUST_GCE_Q
-from rolemodels.label_errors import distillation_diagnostics
-from rolemodels.network_classifier import NetworkClassifier, as_value_errors, seed_of
-from rolemodels.pool_graph import spread_over_graph
+from rolemodels.method.combine import plurality_vote, random_teacher_labels
+from rolemodels.method.teach import teacher_subsets
+from rolemodels.practice.label_errors import distillation_diagnostics
+from rolemodels.practice.network_classifier import NetworkClassifier, as_value_errors, seed_of
+from rolemodels.practice.pool_graph import spread_over_graph
+from rolemodels.recipe import ROBUST_GCE_Q
 from rolemodels.seeds import Seeds
-from rolemodels.teach import teacher_subsets
 
 # soft: the student learns the teachers' mean probabilities; vote: their plurality vote (the
 # paper's ensemble distillation); random: one random teacher per example; auto: soft for the
@@ -439,7 +439,7 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
     def save_student(self, path) -> None:
         """Write the student to one file (rolemodels.load_student and `rolemodels predict` read it).
         The student must be a network of the registry."""
-        from rolemodels.student import save_student
+        from rolemodels.practice.student import save_student
 
         check_is_fitted(self)
         if not isinstance(self.student_, NetworkClassifier):

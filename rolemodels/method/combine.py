@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rolemodels.device import Resident
-from rolemodels.train import Targets
+from rolemodels.runtime.device import Resident
+from rolemodels.training.train import Targets
 
 
 def vote_counts(teacher_labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -7,10 +7,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from rolemodels.device import host_copy, pinned
 from rolemodels.errors import UserError
-from rolemodels.train import LabelsFromInputs
-from rolemodels.train_many import StackedPredictor
+from rolemodels.runtime.device import host_copy, pinned
+from rolemodels.training.train import LabelsFromInputs
+from rolemodels.training.train_many import StackedPredictor
 
 
 def teacher_subsets(n: int, num_teachers: int, mode: str, overlap: float, seed: int) -> list[torch.Tensor]:
@@ -140,7 +140,7 @@ class SamplerTeacher(nn.Module):
 def fit_sampler(name: str, x: torch.Tensor, y: torch.Tensor, num_classes: int, neighbors: int = 1,
                 bandwidth: float = 0.0) -> SamplerTeacher:
     """Fit a `knn` or `kernel` teacher on inputs x [n, ...] and labels int64 [n]."""
-    from rolemodels.samplers import KernelInterpolator, NearestNeighbors
+    from rolemodels.method.samplers import KernelInterpolator, NearestNeighbors
 
     if name == "knn":
         sampler = NearestNeighbors(k=neighbors)
@@ -170,7 +170,7 @@ class OnlineTeacherLabels(LabelsFromInputs):
     @torch.no_grad()
     def __call__(self, idx: torch.Tensor, epoch: int, inputs: torch.Tensor,
                  part: tuple[int, int] | None = None) -> torch.Tensor:
-        from rolemodels.combine import plurality_vote
+        from rolemodels.method.combine import plurality_vote
 
         if self.mode == "batch":
             teacher = self.teachers[int(torch.randint(len(self.teachers), (1,), generator=self.generator))]
