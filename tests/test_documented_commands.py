@@ -181,6 +181,11 @@ COMMANDS: dict[str, Run | Skip] = {
         Run(lambda done, work: "mean: fit" in done.stdout or pytest.fail(done.stdout), tuple(SMALL)),
     "python experiments/study_decorrelation.py --seeds 2 train.threads=1":
         Skip("the study: about 2 hours on 2 cores; its --help runs below"),
+    # The README's development section: one benchmark and one setting of the comparison, rerun.
+    "python benchmarks/bench_generate.py --package-n 400 --fast-n 2000 --repeats 1":
+        Run(lambda done, work: "generate_fast" in done.stdout or pytest.fail(done.stdout)),
+    "python experiments/compare.py --quick --data digits --threads 2":
+        Run(lambda done, work: (work / "runs/compare-quick/compare.json").exists() or pytest.fail(done.stdout)),
 }
 
 # Commands the text names inline (not in a block), run the same way.
@@ -219,7 +224,7 @@ def test_every_documented_command_is_covered():
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> Path:
     """The tiny data files the commands read, made once."""
-    from fabricate import write_cifar10, write_cifar5m_parts  # tests/fabricate.py
+    from fabricate import write_cifar5m_parts, write_cifar10  # tests/fabricate.py
 
     files = tmp_path_factory.mktemp("files")
     if SHARED.exists():
