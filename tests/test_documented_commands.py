@@ -245,7 +245,7 @@ def work(tmp_path, files) -> Path:
     """A fresh folder laid out like the checkout for the commands' relative paths (../shared too)."""
     work = tmp_path / "checkout"
     work.mkdir()
-    for name in ("configs", "experiments"):
+    for name in ("configs", "experiments", "benchmarks"):
         (work / name).symlink_to(ROOT / name)
     for entry in files.iterdir():
         (work / entry.name).symlink_to(entry)
