@@ -104,6 +104,39 @@ def test_make_paper_on_cifar10_flips_1000_per_class_like_the_authors(tmp_path, c
     assert "10,000 of 50,000 labels changed" in stdout
 
 
+@pytest.fixture
+def instance_files(clean, tmp_path):
+    """An annotator's probabilities [60, 3] and features [60, 2, 5] for the 60 clean labels."""
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet(np.ones(3), 60)
+    np.save(tmp_path / "probs.npy", probs)
+    np.save(tmp_path / "x.npy", rng.normal(size=(60, 2, 5)).astype(np.float32))
+    return tmp_path / "probs.npy", tmp_path / "x.npy"
+
+
+@pytest.mark.parametrize("preset", ["random", "annotator", "part"])
+def test_make_new_presets_write_labels_and_print_realised_rate(clean, instance_files, tmp_path, capsys, preset):
+    from rolemodels.method.instance_noise import annotator_noise, part_dependent_noise
+    from rolemodels.method.noise import apply_noise, transition_matrix
+
+    probs, x = instance_files
+    extra = {"random": [], "annotator": ["--probs", probs], "part": ["--inputs", x]}[preset]
+    out = tmp_path / "noisy.npy"
+    code, stdout, err = run(["noise", "make", "--labels", clean, "--preset", preset, "--rate", "0.3", "--seed", 2,
+                             "--out", out, *extra], capsys)
+    assert code == 0, err
+    labels, noisy = np.load(clean), np.load(out)
+    expected = {"random": lambda: apply_noise(labels, transition_matrix("random", 3, 0.3, seed=2), 2),
+                "annotator": lambda: annotator_noise(labels, np.load(probs), 0.3, 2),
+                "part": lambda: part_dependent_noise(labels, np.load(x), 0.3, 2, num_classes=3)}[preset]()
+    np.testing.assert_array_equal(noisy, expected)  # the command is the library function
+    changed = int(np.sum(noisy != labels))
+    assert 0 < changed < 60
+    assert f"realised noise rate {changed / 60:.4f}: {changed} of 60 labels changed" in stdout
+    assert stdout.startswith(f"{preset} noise") and ", rate 0.3" in stdout and "seed 2" in stdout
+    assert ("mode exact" in stdout) == (preset == "random")
+
+
 # ----------------------------------------------------------------------------- inspect
 
 
@@ -171,6 +204,11 @@ def _bad_inputs(tmp_path, clean):
     np.save(tmp_path / "rect.npy", np.full((3, 2), 0.5))
     np.save(tmp_path / "neg.npy", np.array([[1.1, -0.1, 0], [0, 1, 0], [0, 0, 1]]))
     np.save(tmp_path / "sum.npy", np.array([[0.8, 0.1, 0], [0, 1, 0], [0, 0, 1]]))
+    probs = np.random.default_rng(0).dirichlet(np.ones(3), 60)
+    np.save(tmp_path / "probs.npy", probs)
+    np.save(tmp_path / "probs59.npy", probs[:59])
+    np.save(tmp_path / "probs2.npy", np.full((60, 2), 0.5))
+    np.save(tmp_path / "probs_sum.npy", probs * 0.5)
     torch_dict = tmp_path / "many.pt"
     import torch
 
@@ -204,6 +242,28 @@ def _bad_inputs(tmp_path, clean):
                            "--out", tmp_path / "out.pt"], "cannot write labels as .pt"),
         ("negative seed", make[:-4] + ["--seed=-3", "--out", out, "--preset", "paper"], "seed -3"),
         ("overwrite clean labels", make[:-1] + [clean, "--preset", "paper"], "is the clean label file itself"),
+        ("annotator without probs", make + ["--preset", "annotator"], "--preset annotator needs --probs FILE"),
+        ("part without inputs", make + ["--preset", "part"], "--preset part needs --inputs FILE"),
+        ("probs with another preset", make + ["--preset", "random", "--probs", tmp_path / "probs.npy"],
+         "--probs applies only to --preset annotator, not random"),
+        ("inputs with another preset", make + ["--preset", "annotator", "--probs", tmp_path / "probs.npy",
+                                               "--inputs", tmp_path / "probs.npy"], "--inputs applies only to --preset part"),
+        ("mode with instance noise", make + ["--preset", "part", "--inputs", tmp_path / "probs.npy", "--mode", "exact"],
+         "--mode applies only to transition-matrix presets, not part"),
+        ("probs rows", make + ["--preset", "annotator", "--probs", tmp_path / "probs59.npy"],
+         "probs59.npy: 59 rows, but the labels file has 60 labels"),
+        ("inputs rows", make + ["--preset", "part", "--inputs", tmp_path / "probs59.npy"],
+         "inputs file " + str(tmp_path / "probs59.npy") + ": 59 rows"),
+        ("probs columns", make + ["--preset", "annotator", "--probs", tmp_path / "probs2.npy"],
+         "probs2.npy has 2 columns; expected labels in [0, 2)"),
+        ("probs sums", make + ["--preset", "annotator", "--probs", tmp_path / "probs_sum.npy"],
+         "probs_sum.npy: row 0 sums to"),
+        ("probs 1-D", make + ["--preset", "annotator", "--probs", tmp_path / "frac.npy"],
+         "frac.npy: shape (60,); expected [N, C]"),
+        ("probs not npy", make + ["--preset", "annotator", "--probs", tmp_path / "labels.xyz"],
+         "labels.xyz: cannot read a .npy array"),
+        ("random rate too high", make + ["--preset", "random", "--rate", "0.7"],
+         "noise rate 0.7 is too high for a random matrix with 3 classes"),
     ]
 
 

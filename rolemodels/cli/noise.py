@@ -1,6 +1,7 @@
 """`rolemodels noise make|inspect`: write noisy labels from clean ones, or measure a pair of files.
 
     rolemodels noise make --labels clean.npy --preset paper --rate 0.2 --seed 0 --out noisy.npy
+    rolemodels noise make --labels clean.npy --preset annotator --probs probs.npy --seed 0 --out noisy.npy
     rolemodels noise inspect --clean clean.npy --noisy noisy_labels.int64 [--json]
 """
 from __future__ import annotations
@@ -17,9 +18,10 @@ import numpy as np
 
 from rolemodels.data import labelfiles
 from rolemodels.errors import UserError
-from rolemodels.method import noise
+from rolemodels.method import instance_noise, noise
 
 FULL_MATRIX_MAX_CLASSES = 20  # above this, text output lists classes instead of the C x C tables
+INSTANCE_PRESETS = ("annotator", "part")  # noise that depends on the example: no transition matrix
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -33,12 +35,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     make.add_argument("--labels", required=True, metavar="CLEAN", help="clean label file")
     make.add_argument("--labels-format", metavar="F", help="format of CLEAN (npy, raw, txt, pt, npz)")
     make.add_argument("--labels-key", metavar="K", help="which array of a .pt/.npz file")
-    make.add_argument("--preset", required=True, choices=noise.PRESETS, help="kind of transition matrix")
+    make.add_argument("--preset", required=True, choices=noise.PRESETS + INSTANCE_PRESETS,
+                      help="kind of noise: a transition matrix, or annotator / part (depends on the example)")
     make.add_argument("--rate", type=float, default=None, help="noise rate in [0, 1) (default 0.2)")
     make.add_argument("--shift", type=int, default=None, help="paper preset: c -> (c + shift) mod C (default C // 2)")
     make.add_argument("--matrix", metavar="FILE", help="matrix preset: C x C row-stochastic .npy/.csv/.txt")
-    make.add_argument("--mode", choices=noise.MODES, default="exact",
-                      help="exact: fixed count per class (default); sampled: independent draws")
+    make.add_argument("--probs", metavar="P.npy", help="annotator preset: float [N, C] probabilities, one row a label")
+    make.add_argument("--inputs", metavar="X.npy", help="part preset: the examples' features [N, ...] (.npy)")
+    make.add_argument("--mode", choices=noise.MODES, default=None,
+                      help="matrix presets: exact, a fixed count per class (default); sampled, independent draws")
     make.add_argument("--num-classes", type=int, metavar="C", help="default: max clean label + 1")
     make.add_argument("--seed", type=int, required=True, help="random seed (same seed, same labels)")
     make.add_argument("--out", required=True, metavar="FILE", help="noisy label file (.npy, .txt, .csv, .int64, .bin)")
@@ -75,12 +80,17 @@ def run_make(args: argparse.Namespace) -> int:
                                        num_classes=args.num_classes)
         num_classes = args.num_classes if args.num_classes is not None else int(clean.max()) + 1
         rate = 0.2 if args.rate is None else args.rate
-        T = noise.transition_matrix(args.preset, num_classes, rate=rate, shift=args.shift,
-                                    matrix_file=args.matrix)
-    noisy = noise.apply_noise(clean, T, args.seed, mode=args.mode)
+        if args.preset in INSTANCE_PRESETS:
+            noisy, num_classes = make_instance_noise(args, clean, num_classes, rate)
+        else:
+            T = noise.transition_matrix(args.preset, num_classes, rate=rate, shift=args.shift,
+                                        matrix_file=args.matrix, seed=args.seed)
+    if args.preset not in INSTANCE_PRESETS:
+        noisy = noise.apply_noise(clean, T, args.seed, mode=args.mode or "exact")
     labelfiles.write_labels(args.out, noisy, fmt=out_format)
     counts, _ = noise.realized_matrix(clean, noisy, num_classes)
-    print(f"{describe_noise(args, num_classes)}, mode {args.mode}, seed {args.seed}")
+    mode = "" if args.preset in INSTANCE_PRESETS else f", mode {args.mode or 'exact'}"
+    print(f"{describe_noise(args, num_classes)}{mode}, seed {args.seed}")
     print(f"wrote {args.out} ({out_format}): {noisy.size:,} labels, {num_classes} classes")
     print(format_summary(counts))
     return 0
@@ -115,8 +125,54 @@ def run_inspect(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- helpers
 
 
+def make_instance_noise(args: argparse.Namespace, clean: np.ndarray, num_classes: int,
+                        rate: float) -> tuple[np.ndarray, int]:
+    """Noisy labels int64 [N] and the number of classes for --preset annotator or part."""
+    if args.preset == "annotator":
+        probs = read_array(args.probs, "probs", len(clean))
+        if probs.ndim != 2 or probs.shape[1] < 2:
+            raise UserError(f"probs file {args.probs}: shape {probs.shape}; expected [N, C] = [{len(clean):,}, classes]")
+        if args.num_classes is not None and args.num_classes != probs.shape[1]:
+            raise UserError(f"probs file {args.probs}: {probs.shape[1]} columns, but --num-classes is "
+                            f"{args.num_classes}; expected one column per class")
+        if clean.max(initial=0) >= probs.shape[1]:
+            raise UserError(f"labels file {args.labels}: label {clean.max()}, but probs file {args.probs} has "
+                            f"{probs.shape[1]} columns; expected labels in [0, {probs.shape[1]})")
+        probs = instance_noise.check_probs(probs, len(clean), source=f"probs file {args.probs}")
+        return instance_noise.annotator_noise(clean, probs, rate, args.seed), probs.shape[1]
+    inputs = read_array(args.inputs, "inputs", len(clean))
+    return instance_noise.part_dependent_noise(clean, inputs, rate, args.seed, num_classes=num_classes), num_classes
+
+
+def read_array(path: str, what: str, rows: int) -> np.ndarray:
+    """A .npy array of numbers with `rows` rows, memory-mapped (read when used); UserError otherwise."""
+    if not Path(path).is_file():
+        raise UserError(f"{what} file {path}: no such file")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise UserError(f"{what} file {path}: cannot read a .npy array ({err})") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf" or array.ndim == 0:
+        if hasattr(array, "close"):  # an .npz archive
+            array.close()
+        raise UserError(f"{what} file {path}: not a .npy array of numbers [N, ...]")
+    if array.shape[0] != rows:
+        raise UserError(f"{what} file {path}: {array.shape[0]:,} rows, but the labels file has {rows:,} labels; "
+                        f"expected one row per label")
+    return array
+
+
 def check_make_options(args: argparse.Namespace) -> None:
     """Reject options that do not apply to the chosen preset, instead of ignoring them."""
+    for option, preset in (("probs", "annotator"), ("inputs", "part")):
+        if args.preset == preset and getattr(args, option) is None:
+            raise UserError(f"--preset {preset} needs --{option} FILE (.npy: "
+                            f"{'float [N, C] probabilities' if preset == 'annotator' else 'features [N, ...]'})")
+        if args.preset != preset and getattr(args, option) is not None:
+            raise UserError(f"--{option} applies only to --preset {preset}, not {args.preset}")
+    if args.preset in INSTANCE_PRESETS and args.mode is not None:
+        raise UserError(f"--mode applies only to transition-matrix presets, not {args.preset} "
+                        f"(each example's flip is drawn on its own)")
     if args.preset == "matrix":
         if args.matrix is None:
             raise UserError("--preset matrix needs --matrix FILE (a C x C row-stochastic .npy, .csv or .txt)")
@@ -135,6 +191,9 @@ def describe_noise(args: argparse.Namespace, num_classes: int) -> str:
     if args.preset == "matrix":
         return f"matrix noise from {args.matrix}"
     rate = 0.2 if args.rate is None else args.rate
+    if args.preset in INSTANCE_PRESETS:
+        source = args.probs if args.preset == "annotator" else args.inputs
+        return f"{args.preset} noise from {source}, rate {rate:g}"
     text = f"{args.preset} noise, rate {rate:g}"
     if args.preset == "paper":
         text += f", shift {num_classes // 2 if args.shift is None else args.shift}"

@@ -21,7 +21,7 @@ from rolemodels.errors import UserError
 from rolemodels.labels import check_labels, check_num_classes
 from rolemodels.method.metrics import confusion
 
-PRESETS = ("paper", "symmetric", "pairflip", "matrix")
+PRESETS = ("paper", "symmetric", "pairflip", "matrix", "random")
 MODES = ("exact", "sampled")
 ROW_SUM_TOLERANCE = 1e-6
 
@@ -82,6 +82,70 @@ def symmetric_matrix(num_classes: int, rate: float = 0.2) -> np.ndarray:
 def pairflip_matrix(num_classes: int, rate: float = 0.2) -> np.ndarray:
     """Pair-flip noise: class c keeps its label with 1 - rate, else gets (c + 1) mod C. float64 [C, C]."""
     return paper_matrix(num_classes, rate, shift=1)
+
+
+def random_transition_matrix(num_classes: int, rate: float, seed: int, *, max_partners: int = 3,
+                             max_ratio: float = 0.9, max_class_rate: float | None = None) -> np.ndarray:
+    """A random non-uniform transition matrix with mean off-diagonal row mass `rate`: float64 [C, C].
+
+    In the spirit of cleanlab's benchmark generator (`generate_noise_matrix_from_trace` with trace
+    C * (1 - rate)), written afresh, with rows = true class:
+    1. each class c gets an off-diagonal mass r_c = C * rate * Dirichlet(1, ..., 1)_c, so some classes
+       are nearly clean and others flip often; a class over `max_class_rate` (default: halfway from
+       `rate` to 1, at most r_max below) hands its excess to the others in proportion to their draws;
+    2. row c spreads r_c over k other classes chosen at random, k uniform in 1..max_partners (more when
+       r_c needs them), with Dirichlet(1, ..., 1) shares capped as in the guarantee.
+    Guarantee: rows sum to 1; mean(diag T) = 1 - rate (to float rounding, ~1e-15); for every c and
+    j != c, T[c, j] <= max_ratio * T[c, c] (so the true class stays the most likely label of its row).
+    That needs r_c <= r_max = m / (1 + m), m = max_ratio * (C - 1); a larger `rate` is refused.
+    Randomness: Generator(PCG64(seed)), used in this order: step 1, then rows 0, 1, ... of step 2.
+    """
+    num_classes = check_num_classes(num_classes, 2)
+    rate = check_rate(rate)
+    rng = seeded_generator(seed)
+    if isinstance(max_partners, (bool, np.bool_)) or not isinstance(max_partners, (int, np.integer)) \
+            or max_partners < 1:
+        raise UserError(f"max_partners {max_partners!r} is not an integer >= 1")
+    if not 0.0 < float(max_ratio) < 1.0:
+        raise UserError(f"max_ratio {max_ratio!r} is outside (0, 1); expected e.g. 0.9")
+    m = max_ratio * (num_classes - 1)
+    r_max = m / (1.0 + m)
+    if rate > r_max:
+        raise UserError(f"noise rate {rate:g} is too high for a random matrix with {num_classes} classes; "
+                        f"expected at most {r_max:.4g} (each true class must stay its row's most likely label)")
+    class_cap = min(r_max, (1.0 + rate) / 2) if max_class_rate is None else float(max_class_rate)
+    if not rate <= class_cap <= r_max:
+        raise UserError(f"max_class_rate {max_class_rate!r} is outside [rate, {r_max:.4g}] = [{rate:g}, {r_max:.4g}]")
+    off = _capped_shares(rng.dirichlet(np.ones(num_classes)), num_classes * rate, class_cap)
+    T = np.zeros((num_classes, num_classes))
+    for c in range(num_classes):
+        entry_cap = max_ratio * (1.0 - off[c])  # the guarantee, for this row
+        needed = min(num_classes - 1, max(1, int(np.ceil(off[c] / entry_cap - 1e-12))))
+        k = max(needed, int(rng.integers(1, min(max_partners, num_classes - 1) + 1)))
+        partners = rng.choice(np.delete(np.arange(num_classes), c), size=k, replace=False)
+        T[c, partners] = _capped_shares(rng.dirichlet(np.ones(k)), off[c], entry_cap)
+        T[c, c] = 1.0 - T[c, partners].sum()
+    return T
+
+
+def _capped_shares(weights: np.ndarray, total: float, cap: float) -> np.ndarray:
+    """Split `total` in proportion to `weights` [K] (> 0), no share above `cap` (K * cap >= total).
+
+    A share over the cap is cut to it and the excess goes to the uncapped shares, in proportion to
+    their weights, until none is over: float64 [K] summing to `total`.
+    """
+    shares = weights / weights.sum() * total
+    for _ in range(shares.size):
+        over = shares > cap
+        if not over.any():
+            break
+        excess = float((shares[over] - cap).sum())
+        shares[over] = cap
+        free = shares < cap
+        if not free.any():
+            break
+        shares[free] += excess * weights[free] / weights[free].sum()
+    return np.minimum(shares, cap)
 
 
 def read_matrix(path: str | Path) -> np.ndarray:
@@ -168,12 +232,14 @@ def transition_matrix(
     rate: float = 0.2,
     shift: int | None = None,
     matrix_file: str | None = None,
+    seed: int | None = None,
 ) -> np.ndarray:
     """Build and validate a transition matrix, float64 [C, C] (rows = true class, columns = label).
 
     preset: "paper" (c -> (c + shift) mod C at `rate`, shift defaults to C // 2),
     "symmetric" (rate spread evenly over the other classes), "pairflip" (c -> (c + 1) mod C),
-    "matrix" (read from `matrix_file`: .npy, .csv or .txt; `rate` and `shift` are ignored).
+    "matrix" (read from `matrix_file`: .npy, .csv or .txt; `rate` and `shift` are ignored),
+    "random" (`random_transition_matrix(num_classes, rate, seed)`: needs `seed`).
     """
     if preset == "paper":
         T = paper_matrix(num_classes, rate, shift)
@@ -185,6 +251,10 @@ def transition_matrix(
         if matrix_file is None:
             raise UserError("preset 'matrix' needs a matrix file (.npy, .csv or .txt)")
         return validate_transition_matrix(read_matrix(matrix_file), num_classes, name=f"matrix file {matrix_file}")
+    elif preset == "random":
+        if seed is None:
+            raise UserError("preset 'random' needs a seed (the same seed gives the same matrix)")
+        T = random_transition_matrix(num_classes, rate, seed)
     else:
         raise UserError(f"unknown noise preset {preset!r}; expected one of {', '.join(PRESETS)}")
     return validate_transition_matrix(T, num_classes, name=f"{preset} noise")
@@ -209,6 +279,13 @@ def noise_partner(T: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- applying
+
+
+def seeded_generator(seed: int) -> np.random.Generator:
+    """numpy's Generator(PCG64(seed)), the only source of randomness here; UserError unless seed >= 0."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserError(f"seed {seed!r} is not a non-negative integer")
+    return np.random.Generator(np.random.PCG64(int(seed)))
 
 
 def exact_counts(class_counts: np.ndarray, T: np.ndarray) -> np.ndarray:
@@ -252,9 +329,7 @@ def apply_noise(labels: np.ndarray, T: np.ndarray, seed: int, mode: str = "exact
         raise UserError(f"transition matrix: shape {tuple(T.shape)}; expected [C, C] with C >= 1")
     T = validate_transition_matrix(T, T.shape[0], warn=False)
     labels = check_labels(labels, "clean labels", num_classes=T.shape[0])
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise UserError(f"seed {seed!r} is not a non-negative integer")
-    rng = np.random.Generator(np.random.PCG64(int(seed)))
+    rng = seeded_generator(seed)
     if mode == "exact":
         return _apply_exact(labels, T, rng)
     if mode == "sampled":
