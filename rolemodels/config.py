@@ -120,6 +120,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+PRECISIONS = ("auto", "bf16", "fp32")  # train.precision, NetworkClassifier's precision
+
 CHOICES = {
     "data.name": ("mnist1d", "fashion-mnist", "cifar10", "arrays"),
     "data.generator": ("package", "fast"),
@@ -137,7 +139,7 @@ CHOICES = {
     "students.random_teacher": ("example", "batch", "epoch"),
     "students.ensemble": ("vote", "sum_logits", "vote_shares", "mean_prob"),
     "students.labels": ("pool", "online"),
-    "train.precision": ("auto", "bf16", "fp32"),
+    "train.precision": PRECISIONS,
     "train.stack": ("auto", "on", "off"),
     "train.compile_mode": ("default", "reduce-overhead", "max-autotune"),
 }

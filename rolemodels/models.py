@@ -18,18 +18,20 @@ import torch.nn.functional as F
 from rolemodels.errors import UserError
 
 
-def input_stats(x: torch.Tensor, chunk: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std of the training inputs: per channel for [N, H, W, C] images, else one scalar.
+def input_stats(x: torch.Tensor, chunk: int = 65536, per_feature: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std of the training inputs: per channel for [N, H, W, C] images, per feature (each
+    column of the flattened rows) with `per_feature`, else one scalar.
 
-    x: uint8 or float [N, ...] (may be memory-mapped; read in chunks). Returns float32 tensors
-    of shape [C] (images) or [1].
+    x: uint8 or float [N, ...] (may be memory-mapped; read in chunks). Returns float32 tensors of
+    shape [C] (images), [D] (per feature, D = the product of x.shape[1:]) or [1]. A feature that
+    does not vary gets std 1, so it is only centred (as scikit-learn's StandardScaler does).
     """
-    per_channel = x.dim() == 4
+    per_channel = x.dim() == 4 and not per_feature
     total = count = total_sq = 0.0
     for start in range(0, x.shape[0], chunk):
         part = torch.as_tensor(x[start:start + chunk]).to(torch.float64)
-        if per_channel:
-            part = part.reshape(-1, part.shape[-1])
+        if per_channel or per_feature:
+            part = part.reshape(-1, part.shape[-1]) if per_channel else part.reshape(len(part), -1)
             total = total + part.sum(0)
             total_sq = total_sq + (part * part).sum(0)
             count += part.shape[0]
@@ -39,8 +41,17 @@ def input_stats(x: torch.Tensor, chunk: int = 65536) -> tuple[torch.Tensor, torc
             count += part.numel()
     mean = torch.as_tensor(total / count, dtype=torch.float64)
     var = torch.as_tensor(total_sq / count, dtype=torch.float64) - mean * mean
+    if per_feature:  # constant columns: centred, not divided by a rounding error
+        constant = var <= 1e-12 * mean.abs().clamp_min(1.0) ** 2
+        var = torch.where(constant, torch.ones_like(var), var)
     std = var.clamp_min(1e-12).sqrt()
     return mean.float().reshape(-1), std.float().reshape(-1)
+
+
+def model_input_stats(name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """input_stats as the registered network `name` standardises: per feature for networks of
+    flat rows (mlp: a table's columns each have their own scale), else as input_stats does."""
+    return input_stats(x, per_feature=name in MODELS and MODELS[name].per_feature)
 
 
 class FinalLinear(nn.Linear):
@@ -72,7 +83,9 @@ class Standardize(nn.Module):
         self.layout = layout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x.float() - self.mean) / self.std  # broadcasts over the last (channel) axis
+        if self.layout == "flat":  # rows first: a per-feature mean is [D]
+            x = x.flatten(1)
+        x = (x.float() - self.mean) / self.std  # broadcasts over the last (channel or feature) axis
         if self.layout == "signal":
             return x.flatten(1).unsqueeze(1)
         if self.layout == "image":
@@ -80,9 +93,7 @@ class Standardize(nn.Module):
             # has channels_last strides, no copy needed (and `contiguous(channels_last)` cannot
             # run under vmap, which trains several models as one: training/train_many.py).
             return x.permute(0, 3, 1, 2)
-        if self.layout == "keep":
-            return x
-        return x.flatten(1)
+        return x  # flat, or keep
 
 
 class CNN1d(nn.Module):
@@ -228,6 +239,9 @@ class ModelSpec:
     # of 1-D signals, padded crops and flips of images, none for flat feature vectors (the order of
     # a table's columns means nothing, so there is no shift or flip to make)
     augment: str
+    # Standardised per feature (model_input_stats), not with one mean and std: a table's columns
+    # come on their own scales (one near 5e4 would shrink the others to 1e-5 of their range)
+    per_feature: bool = False
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -244,7 +258,7 @@ MODELS: dict[str, ModelSpec] = {
     "resnet18": ModelSpec(lambda s, c, w: (ResNet18(_image_dims(s, "resnet18")[2], c, w), "image"), 64, (32, 32, 3),
                           "CIFAR ResNet-18 (3x3 stem, no max-pool), the paper's model", "crop_flip"),
     "mlp": ModelSpec(lambda s, c, w: (MLP(math.prod(s), c, w), "flat"), 32, (40,),
-                     "3-layer MLP for inputs of any shape", "none"),
+                     "3-layer MLP for inputs of any shape", "none", per_feature=True),
 }
 
 

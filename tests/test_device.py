@@ -181,3 +181,18 @@ def test_a_model_placed_on_the_cpu_in_any_spelling_keeps_its_layout():
     for spelling in CPU_SPELLINGS:
         place_model(model, spelling)
         assert model[0].weight.is_contiguous()  # channels_last is for a GPU only
+
+
+def test_precision_is_one_of_three_and_auto_picks_bf16_only_on_gpus_that_have_it(monkeypatch):
+    from rolemodels.runtime import device as device_module
+
+    for bad in ("fp16", "FP32", "bfloat16", ""):
+        with pytest.raises(UserError, match=f"precision {bad!r}: expected one of auto, bf16, fp32"):
+            device_module.autocast_dtype("cpu", bad)
+    for major, expected in ((7, None), (8, torch.bfloat16), (9, torch.bfloat16)):  # Volta; Ampere; Hopper
+        device_module.cuda_has_bf16.cache_clear()
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, major=major: (major, 0))
+        assert device_module.autocast_dtype("cuda", "auto") is expected
+        assert device_module.autocast_dtype("cuda", "bf16") is torch.bfloat16  # asked for: given
+        assert device_module.autocast_dtype("cuda", "fp32") is None
+    device_module.cuda_has_bf16.cache_clear()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rolemodels.errors import UserError
-from rolemodels.models import MODELS, build_model, count_parameters
+from rolemodels.models import MODELS, build_model, count_parameters, input_stats, model_input_stats
 from rolemodels.runtime.device import predict_logits
 from rolemodels.training.train import FitSpec, fit, fixed_targets
 
@@ -84,3 +84,22 @@ def test_narrow_resnet18_trains_on_channels_last_images(width):
     model(x).logsumexp(1).mean().backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_per_feature_statistics_scale_each_column_and_only_centre_a_constant_one():
+    x = torch.tensor([[1.0, 5e4, 7.0], [3.0, 5.2e4, 7.0], [5.0, 5.4e4, 7.0]])
+    mean, std = input_stats(x, per_feature=True)
+    torch.testing.assert_close(mean, torch.tensor([3.0, 5.2e4, 7.0]))
+    torch.testing.assert_close(std, torch.tensor([(8 / 3) ** 0.5, 2000 * (2 / 3) ** 0.5, 1.0]))
+    assert input_stats(x)[0].shape == (1,)  # the default: one mean for everything
+    assert input_stats(torch.zeros(4, 2, 2, 3))[0].shape == (3,)  # images: per channel
+
+
+def test_only_the_mlp_standardises_per_feature():
+    x = torch.randn(10, 7, 3) * torch.arange(1, 22).reshape(7, 3)
+    assert model_input_stats("mlp", x)[0].shape == (21,)  # each flattened feature of an example
+    assert model_input_stats("cnn1d", torch.randn(10, 40))[0].shape == (1,)
+    model = build_model("mlp", (7, 3), 4, 8, *model_input_stats("mlp", x))
+    standardised = model[0](x)
+    torch.testing.assert_close(standardised.mean(0), torch.zeros(21), atol=1e-5, rtol=0)
+    torch.testing.assert_close(standardised.std(0, unbiased=False), torch.ones(21), atol=1e-4, rtol=0)

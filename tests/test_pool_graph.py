@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from rolemodels.practice.pool_graph import knn_graph, spread_over_graph
+from rolemodels.practice.pool_graph import graph_homophily, knn_graph, spread_over_graph
 
 
 def brute_force_graph(x: np.ndarray, k: int) -> np.ndarray:
@@ -53,3 +53,23 @@ def test_alpha_zero_is_the_prior_and_bad_settings_are_refused():
         spread_over_graph(prior, x, alpha=1.0)
     with pytest.raises(ValueError, match="neighbors"):
         spread_over_graph(prior, x, neighbors=0)
+
+
+def test_the_graph_weighs_every_column_alike_whatever_its_scale():
+    """A column on the scale of 1,000 carries no more weight than the others: the graph of the raw
+    rows is the graph of their standardised columns (and so the same whatever each column's scale)."""
+    x = np.random.default_rng(2).normal(size=(60, 4))
+    raw = x * np.array([1000.0, 1.0, 1e-3, 5.0]) + np.array([5e4, 0.0, 0.0, -3.0])
+    prior = np.random.default_rng(3).dirichlet(np.ones(3), size=60)
+    np.testing.assert_allclose(spread_over_graph(prior, raw, neighbors=5), spread_over_graph(prior, x, neighbors=5),
+                               atol=1e-9)
+
+
+def test_homophily_is_the_share_of_a_class_rows_neighbours_in_that_class():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(0, 1, (20, 3)), rng.normal(50, 1, (20, 3))])  # two far-apart clusters
+    labels = np.repeat([0, 1], 20)
+    np.testing.assert_allclose(graph_homophily(np.eye(3)[labels], x, neighbors=5), [1.0, 1.0, np.nan])
+    mixed = labels.copy()
+    mixed[::2] = 1 - mixed[::2]  # half of each cluster in the other class: about half the neighbours agree
+    assert np.all(np.abs(graph_homophily(np.eye(2)[mixed], x, neighbors=5) - 0.5) < 0.2)

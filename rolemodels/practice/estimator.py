@@ -23,131 +23,38 @@ from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from rolemodels.method.combine import plurality_vote, random_teacher_labels
+from rolemodels.config import PRECISIONS
+from rolemodels.method.combine import plurality_vote
 from rolemodels.method.teach import teacher_subsets
+from rolemodels.practice.fit_checks import degenerate_fit, warn_degenerate
 from rolemodels.practice.label_errors import distillation_diagnostics
 from rolemodels.practice.network_classifier import NetworkClassifier, as_value_errors, seed_of
-from rolemodels.practice.pool_graph import spread_over_graph
-from rolemodels.recipe import ROBUST_GCE_Q
+from rolemodels.practice.outputs import (
+    class_labels,
+    class_probabilities,
+    noisy_agreement,
+    student_targets,
+    unlabelled_rows,
+)
+from rolemodels.practice.pool_graph import graph_homophily, spread_over_graph
+from rolemodels.practice.recipe import (
+    POOL_GRAPH_MAX_ROWS,
+    POOL_GRAPH_MIN_HOMOPHILY,
+    RECIPES,
+    STUDENT_BATCH,
+    bounded_examples,
+    graph_neighbors_auto,
+    student_examples,
+    teacher_recipe,
+)
 from rolemodels.seeds import Seeds
 
 # soft: the student learns the teachers' mean probabilities; vote: their plurality vote (the
 # paper's ensemble distillation); random: one random teacher per example; auto: soft for the
 # robust recipe where the student is a network and the teachers give probabilities, else vote
 COMBINE = ("auto", "soft", "vote", "random")
-# The recipes of the teachers made from names or factories. robust: generalised cross-entropy for
-# 30 epochs (at least 10,000 examples), learners that do not fit the labels they find wrong (longer
-# lets them fit more of the noise: digits, docs/practitioners.md), with the network's usual
-# augmentation, as `rolemodels run` trains it (shifts for cnn1d: one GCE model on MNIST-1D scored
-# 93.3% with them, 86.7% without); its student is augmented alike; its q is ROBUST_GCE_Q (0.8, not
-# Zhang & Sabuncu's 0.7: rolemodels/config.py). paper: the paper's teachers, trained
-# to interpolate their noisy labels (at least 60,000 examples), nothing augmented.
-RECIPES = {"robust": {"loss": "gce", "gce_q": ROBUST_GCE_Q, "epochs": 30, "min_examples": 10_000,
-                      "augment": "auto"},
-           "paper": {"loss": "cross_entropy", "epochs": 30, "min_examples": 60_000}}
-# The robust recipe of the networks whose presets measured better than the generic one: their
-# presets' teacher recipes (configs/mnist1d.toml, configs/fashion-mnist.toml; tests/test_estimator.py
-# checks they agree). cnn1d: 80 epochs at batch 256 (MNIST-1D, seed 0: 94.9% against 94.3%).
-# cnn2d_wide: no crops or flips, which cost one GCE model 3.6 points on 1,000 Fashion-MNIST images
-# (78.2% against 74.6%), and 18 epochs but at least 30,000 examples (30 passes of 1,000 images).
-ROBUST_BY_NETWORK = {"cnn1d": {"epochs": 80, "batch_size": 256, "lr": 6e-3},
-                     "cnn2d_wide": {"epochs": 18, "min_examples": 30_000, "augment": "none"}}
-
-
-def teacher_recipe(recipe: str, network) -> dict:
-    """The NetworkClassifier settings of `recipe`'s teachers for `network` (a registry name or a
-    factory): RECIPES[recipe], with the robust recipe's settings for that network where it has some."""
-    settings = dict(RECIPES[recipe])
-    if recipe == "robust" and isinstance(network, str):
-        settings.update(ROBUST_BY_NETWORK.get(network, {}))
-    return settings
-
-
 TEACHER_DATA = ("auto", "same", "bootstrap", "disjoint", "overlap")
-# sklearn.utils.estimator_checks.check_estimator(clf, expected_failed_checks=EXPECTED_FAILED_CHECKS)
-EXPECTED_FAILED_CHECKS = {
-    "check_classifiers_classes": "y == -1 marks an unlabelled row (sklearn.semi_supervised's convention), so the "
-                                 "check's labels [-1, 1] leave one class; scikit-learn skips the same labels for its "
-                                 "own semi-supervised classifiers",
-}
 EPOCH_CHOICES = (10, 30, 100)  # teacher_epochs="auto" picks one by held-out agreement with the noisy labels
-STUDENT_EXAMPLES = 200_000  # the default student sees at least this many examples ...
-STUDENT_MIN_PASSES = 4  # ... and at least this many passes: 1 pass of MNIST-1D's 200,000-example pool left the
-# student of robust teachers 1.1 points under their own soft vote (95.4% against 96.5%); 4 passes: 96.8%
-STUDENT_PASSES = 64  # ... but at most this many passes over a small pool (51,008 examples for digits' 797 rows)
-# pool_graph="auto": an mlp student's soft labels spread over the pool's 10-nearest-neighbour graph
-# of raw rows when the pool has at most this many rows. Digits' 797 rows: +1.8 to +4.4 points on
-# every noise. Not for image or sequence networks: on 2,000 Fashion-MNIST images the raw pixels'
-# neighbours cost the cnn2d_wide student points (docs/practitioners.md). A large pool lets the
-# student average the teachers' mistakes away itself, and its graph would cost N^2 distances.
-POOL_GRAPH_NEIGHBORS = 10
-POOL_GRAPH_ROWS = 5_000
-
-
-def student_examples(n_pool: int) -> int:
-    """The default student's budget on a pool of n_pool examples: at least 200,000 examples and 4
-    passes, but at most 64 passes (so a small pool costs less)."""
-    return min(STUDENT_PASSES * n_pool, max(STUDENT_EXAMPLES, STUDENT_MIN_PASSES * n_pool))
-
-
-def unlabelled_rows(y: np.ndarray) -> np.ndarray:
-    """bool [n]: True where y == -1, scikit-learn.semi_supervised's mark of an unlabelled row
-    (never for string labels)."""
-    if y.dtype.kind in "iuf":
-        return y == -1
-    if y.dtype == object:
-        return np.array([isinstance(v, (int, float, np.integer, np.floating)) and v == -1 for v in y], dtype=bool)
-    return np.zeros(len(y), dtype=bool)
-
-
-def class_probabilities(classifier, X, num_classes: int, fast: bool = False) -> np.ndarray | None:
-    """float [N, C] probabilities in the estimator's class order (a classifier fitted on the
-    encoded labels 0..C-1, perhaps seeing only some of them); None without predict_proba."""
-    if fast and isinstance(classifier, NetworkClassifier):
-        probs = classifier.fast_proba(X)
-    elif hasattr(classifier, "predict_proba"):
-        probs = classifier.predict_proba(X)
-    else:
-        return None
-    out = np.zeros((len(probs), num_classes), dtype=np.float64)
-    out[:, np.asarray(classifier.classes_, dtype=np.int64)] = probs
-    return out
-
-
-def class_labels(classifier, X, num_classes: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """A fitted classifier's encoded labels int64 [N] and probabilities [N, C] (or None) on X."""
-    probs = class_probabilities(classifier, X, num_classes, fast=True)
-    if isinstance(classifier, NetworkClassifier):
-        return probs.argmax(1), probs
-    return np.asarray(classifier.predict(X), dtype=np.int64), probs
-
-
-def noisy_agreement(teacher, X, y, folds: int, seed: int) -> float:
-    """How often copies of `teacher`, each fit on all but one of `folds` folds, predict the noisy
-    label of the fold they did not see: a score of a recipe that needs no clean label. Under
-    symmetric noise of rate r < (C - 1) / C it is r / (C - 1) + accuracy * (1 - r C / (C - 1)),
-    so it ranks recipes as clean accuracy does; under pair noise a model that predicts the noise
-    partner agrees more, so the ranks can differ (docs/practitioners.md measures how often)."""
-    order = np.random.default_rng(seed).permutation(len(y))
-    agreed = 0
-    for held in np.array_split(order, folds):
-        rest = np.setdiff1d(order, held)
-        copy = clone(teacher).fit(X[rest], y[rest])
-        agreed += int((np.asarray(copy.predict(X[held])) == y[held]).sum())
-    return agreed / len(y)
-
-
-def student_targets(combine: str, pool_labels: np.ndarray, prob_sum: torch.Tensor | None, num_classes: int,
-                    draw_seed: int) -> np.ndarray:
-    """What the student learns for each pool example, from the teachers' labels uint8 [N, K] and
-    summed probabilities float [N, C] (None without them): soft, their mean probabilities float64
-    [N, C]; vote, their plurality vote int64 [N]; random, one random teacher's label int64 [N]."""
-    if combine == "soft":  # each teacher's probabilities sum to 1: the mean is the sum over its total
-        return (prob_sum / prob_sum.sum(1, keepdim=True)).numpy()
-    labels = torch.from_numpy(pool_labels)
-    if combine == "vote":
-        return plurality_vote(labels, num_classes, prob_sum).numpy()
-    return random_teacher_labels(labels, draw_seed).numpy()
 
 
 class RoleModelClassifier(ClassifierMixin, BaseEstimator):
@@ -207,10 +114,12 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
     def _named_teacher(self) -> bool:
         return isinstance(self.teacher, str) or (callable(self.teacher) and not hasattr(self.teacher, "fit"))
 
-    def _base_teacher(self, epochs: int | None = None):
+    def _base_teacher(self, n: int, epochs: int | None = None):
+        """The teacher every one is cloned from; n: the labelled rows (bounds a budget in steps)."""
         if not self._named_teacher():
             return self.teacher
         recipe = teacher_recipe(self.recipe, self.teacher)
+        recipe["min_examples"] = bounded_examples(recipe["min_examples"], n)
         if epochs is not None:  # chosen or given: exactly this many passes
             recipe.update(epochs=epochs, min_examples=0)
         return self._network(self.teacher, **recipe)
@@ -221,7 +130,7 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
         and every choice's score."""
         if self.teacher_epochs != "auto":
             return self.teacher_epochs, None
-        scores = {e: noisy_agreement(self._base_teacher(e).set_params(random_state=seed % 2**32), x, y, 5, seed)
+        scores = {e: noisy_agreement(self._base_teacher(len(y), e).set_params(random_state=seed % 2**32), x, y, 5, seed)
                   for e in EPOCH_CHOICES}
         self._say("held-out noisy agreement by teacher epochs: " + ", ".join(f"{e}: {a:.3f}" for e, a in scores.items()))
         return max(scores, key=scores.get), scores  # the fewest epochs on a tie (EPOCH_CHOICES' order)
@@ -230,10 +139,11 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
         # the student is augmented as its teachers were (as the presets train both)
         augment = (teacher.augment if isinstance(teacher, NetworkClassifier)
                    else RECIPES[self.recipe].get("augment", "none"))
-        budget = {"epochs": 1, "min_examples": student_examples(n_pool), "batch_size": 256, "augment": augment}
+        budget = {"epochs": 1, "min_examples": student_examples(n_pool), "batch_size": STUDENT_BATCH, "augment": augment}
         if self.student is None:
-            if isinstance(teacher, NetworkClassifier):
-                return self._network(teacher.model, width=teacher.width, **budget)
+            if isinstance(teacher, NetworkClassifier):  # where and how its teachers ran
+                return NetworkClassifier(teacher.model, width=teacher.width, input_shape=teacher.input_shape,
+                                         device=teacher.device, precision=teacher.precision, **budget)
             return self._network("mlp", **budget)
         if isinstance(self.student, str) or (callable(self.student) and not hasattr(self.student, "fit")):
             return self._network(self.student, **budget)
@@ -252,13 +162,17 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
 
     def _graph_neighbors(self, combine: str, student, n_pool: int) -> int:
         """pool_graph made concrete: the neighbours of the pool graph the soft labels spread over
-        (0: none)."""
+        (0: none); refused before any teacher trains where it cannot apply."""
         if self.pool_graph == "auto":
-            flat = isinstance(student, NetworkClassifier) and student.model == "mlp"
-            return POOL_GRAPH_NEIGHBORS if combine == "soft" and flat and n_pool <= POOL_GRAPH_ROWS else 0
+            network = student.model if isinstance(student, NetworkClassifier) else None
+            return graph_neighbors_auto(combine, network, n_pool)
         if self.pool_graph and combine != "soft":
             raise ValueError(f"pool_graph={self.pool_graph!r} spreads the teachers' mean probabilities, but this fit's "
                              f"student learns combine={combine!r} labels; use combine='soft' or pool_graph=0")
+        if self.pool_graph and n_pool > POOL_GRAPH_MAX_ROWS:
+            raise ValueError(f"pool_graph={self.pool_graph!r}: the pool has {n_pool:,} rows, and its neighbour graph "
+                             f"would cost {n_pool:,}^2 distances; at most {POOL_GRAPH_MAX_ROWS:,} rows (a large pool "
+                             f"needs no graph: pool_graph=0)")
         return int(self.pool_graph)
 
     def _teacher_mode(self, teacher) -> str:
@@ -284,6 +198,12 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"teacher_data={self.teacher_data!r}: expected one of {', '.join(TEACHER_DATA)}")
         if not isinstance(self.n_teachers, (int, np.integer)) or self.n_teachers < 1:
             raise ValueError(f"n_teachers={self.n_teachers!r}: expected an integer of at least 1")
+        overlap = self.overlap
+        if isinstance(overlap, bool) or not isinstance(overlap, (int, float, np.number)) or not 0 < overlap <= 1:
+            raise ValueError(f"overlap={overlap!r}: expected the share of the training set each teacher sees, "
+                             f"in (0, 1]")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         if not isinstance(self.cv, (int, np.integer)) or self.cv < 2:
             raise ValueError(f"cv={self.cv!r}: expected an integer of at least 2 folds")
         epochs = self.teacher_epochs
@@ -300,8 +220,10 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------------------------ fit
 
     def fit(self, X, y, X_pool=None):
-        """X [n, ...], y [n] noisy labels of any kind (-1: an unlabelled row); X_pool [N, ...]
-        unlabelled inputs like X's. Returns self."""
+        """X [n, ...], y [n] noisy labels of any kind (-1: an unlabelled row, unless the labels are
+        exactly -1 and 1); X_pool [N, ...] unlabelled inputs like X's. Returns self. A fit that
+        went wrong (a near-constant student, teachers at chance, a student that did not learn what
+        they taught) warns with a DegenerateFitWarning and is listed in diagnostics_["warnings"]."""
         self._check_params()
         X, y = validate_data(self, X, y, allow_nd=True, dtype="numeric")
         unlabelled = unlabelled_rows(y)
@@ -311,8 +233,10 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
         if n < 2:
             raise ValueError(f"RoleModelClassifier needs at least 2 labelled samples, got n_samples = {n}")
         if C < 2:
+            marked = (f" and {int(unlabelled.sum()):,} rows of -1, which mark unlabelled rows (scikit-learn's "
+                      f"semi-supervised convention); if -1 is a class, recode it" if unlabelled.any() else "")
             raise ValueError(f"RoleModelClassifier needs labelled samples of at least 2 classes; y has 1 class "
-                             f"({self.classes_[0]!r})")
+                             f"({self.classes_[0]!r}){marked}")
         if C > 256:
             raise ValueError(f"y has {C} classes; pool labels are kept as uint8, so at most 256")
         x_train = X[~unlabelled]
@@ -327,11 +251,12 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
         seeds = Seeds(seed_of(self.random_state))
         with as_value_errors():
             epochs, agreement = self._choose_epochs(x_train, given, seeds.subsets)
-        base = self._base_teacher(epochs)
+        base = self._base_teacher(n, epochs)
         mode = self._teacher_mode(base)
         n_pool = len(x_pool) if x_pool is not None else n
         student = clone(self._base_student(base, n_pool))
         combine = self._combine(base, student)
+        neighbors = self._graph_neighbors(combine, student, n_pool)  # every setting refused before any training
         with as_value_errors():
             if x_pool is not None:
                 self.teachers_, fits, self.pool_labels_, prob_sum = self._teach(base, mode, x_train, given, x_pool,
@@ -341,7 +266,9 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
                 self.teachers_, fits, self.pool_labels_, prob_sum = self._cross_fit(base, mode, x_train, given, C,
                                                                                    seeds)
             targets = student_targets(combine, self.pool_labels_, prob_sum, C, seeds.draws(self.n_teachers))
-            neighbors = self._graph_neighbors(combine, student, len(x_pool))
+            homophily = graph_homophily(targets, x_pool, neighbors) if neighbors else None
+            if self.pool_graph == "auto" and neighbors and np.nanmin(homophily) < POOL_GRAPH_MIN_HOMOPHILY:
+                neighbors = 0  # some class's rows mostly neighbour other classes: spreading would erase it
             if neighbors:
                 self._say(f"soft labels spread over the pool's {neighbors}-nearest-neighbour graph")
                 targets = spread_over_graph(targets, x_pool, neighbors)
@@ -350,11 +277,18 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
                 student.set_params(random_state=seeds.ensemble_student(0) % 2**32)
             self.student_ = student.fit_proba(x_pool, targets) if combine == "soft" else student.fit(x_pool, targets)
             proba = self._student_proba(x_train)
+            on_pool = class_labels(self.student_, x_pool, C)[0]
         self.diagnostics_ = {"pool": "given" if X_pool is not None or unlabelled.any() else "cross-fitted",
                              "n_train": n, "n_pool": len(x_pool), "teacher_data": mode, "combine": combine,
                              "teacher_epochs": getattr(base, "epochs", None) if self._named_teacher() else None,
                              "teacher_epoch_agreement": agreement, "pool_graph": neighbors,
+                             "pool_graph_homophily": None if homophily is None else homophily.round(4).tolist(),
                              **distillation_diagnostics(given, proba, fits, self.pool_labels_, C)}
+        taught = plurality_vote(torch.from_numpy(self.pool_labels_), C, prob_sum).numpy()
+        findings = degenerate_fit(given, proba.argmax(1), fits, taught, on_pool,
+                                  self.diagnostics_["teacher_agreement"], list(self.classes_))
+        self.diagnostics_["warnings"] = findings
+        warn_degenerate(findings, "RoleModelClassifier")
         return self
 
     def _fit_teacher(self, base, x, y, seed: int):

@@ -24,7 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from rolemodels.errors import UserError
-from rolemodels.models import Standardize, build_model, input_stats
+from rolemodels.models import Standardize, build_model, input_stats, model_input_stats
 from rolemodels.practice.student import Student, shaped_inputs
 from rolemodels.recipe import FitSpec
 from rolemodels.runtime.device import predict_logits, resolve_device
@@ -134,7 +134,8 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
 
     def _build(self, inputs: torch.Tensor, num_classes: int, seed: int) -> nn.Module:
         """Standardize (with these inputs' statistics) + the body, initialised from `seed` alone."""
-        mean, std = input_stats(inputs)
+        # a network of the registry standardises as it should (per feature for an mlp's table columns)
+        mean, std = input_stats(inputs) if callable(self.model) else model_input_stats(self.model, inputs)
         with torch.random.fork_rng(devices=[]):  # the caller's global generator is left as it was
             torch.manual_seed(seed)
             if not callable(self.model):

@@ -36,11 +36,35 @@ def knn_graph(x: torch.Tensor, neighbors: int) -> torch.Tensor:
     return torch.sparse_coo_tensor(edges, weight, (n, n), check_invariants=True).coalesce()
 
 
+def standardized_columns(x: torch.Tensor) -> torch.Tensor:
+    """x float [N, D] with each column at mean 0 and std 1 (a constant column only centred): the
+    graph's distances then weigh every feature alike, not the one on the largest scale."""
+    x = x.double()
+    std = x.std(0, unbiased=False)
+    return (x - x.mean(0)) / torch.where(std > 0, std, torch.ones_like(std))
+
+
+def graph_homophily(prior: np.ndarray, x: np.ndarray, neighbors: int = 10) -> np.ndarray:
+    """For each class of the prior's most probable labels (prior float [N, C]), the share of its
+    rows' graph neighbours (x [N, ...], as spread_over_graph builds the graph) that the prior puts
+    in the same class: float64 [C], NaN for a class no row has. Spreading assumes neighbours share
+    a class; a class whose rows mostly neighbour other classes would be spread away."""
+    labels = torch.from_numpy(np.asarray(prior).argmax(1))
+    rows = standardized_columns(torch.from_numpy(np.asarray(x, dtype=np.float64).reshape(len(labels), -1)))
+    edges = knn_graph(rows, neighbors).indices()
+    num_classes = np.asarray(prior).shape[1]
+    same = (labels[edges[0]] == labels[edges[1]]).double()
+    total = torch.bincount(labels[edges[0]], minlength=num_classes).double()
+    agree = torch.bincount(labels[edges[0]], weights=same, minlength=num_classes)
+    return torch.where(total > 0, agree / total.clamp_min(1), torch.full_like(total, float("nan"))).numpy()
+
+
 def spread_over_graph(prior: np.ndarray, x: np.ndarray, neighbors: int = 10, alpha: float = 0.8,
                       steps: int = 30) -> np.ndarray:
     """The prior's class probabilities (float [N, C], rows summing to 1) spread over the kNN
-    graph of the inputs x ([N, ...], flattened): F <- alpha S F + (1 - alpha) prior, `steps` times
-    from F = prior, then each row renormalised. alpha = 0 returns the prior."""
+    graph of the inputs x ([N, ...], flattened, each feature standardised): F <- alpha S F +
+    (1 - alpha) prior, `steps` times from F = prior, then each row renormalised. alpha = 0 returns
+    the prior."""
     if not 0 <= alpha < 1:
         raise ValueError(f"alpha={alpha!r}: expected 0 <= alpha < 1 (1 would forget the prior)")
     if neighbors < 1:
@@ -48,7 +72,8 @@ def spread_over_graph(prior: np.ndarray, x: np.ndarray, neighbors: int = 10, alp
     p = torch.from_numpy(np.asarray(prior, dtype=np.float64))
     if len(p) < 2 or alpha == 0:
         return p.numpy().copy()
-    graph = knn_graph(torch.from_numpy(np.asarray(x, dtype=np.float32).reshape(len(p), -1)), neighbors)
+    rows = standardized_columns(torch.from_numpy(np.asarray(x, dtype=np.float64).reshape(len(p), -1)))
+    graph = knn_graph(rows, neighbors)
     f = p.clone()
     for _ in range(steps):
         f = alpha * torch.sparse.mm(graph, f) + (1 - alpha) * p

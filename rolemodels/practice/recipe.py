@@ -1,0 +1,76 @@
+"""The practitioner's recipe, in one copy: what `RoleModelClassifier` and `rolemodels distill`
+train by default, so that the command line gets what the scoreboard (docs/compare.md) measured.
+
+robust (the default): teachers on generalised cross-entropy, learners that do not fit the labels
+they find wrong, and a student on their mean probabilities. paper: the paper's teachers, samplers
+trained to interpolate their noisy labels, and their plurality vote.
+"""
+from __future__ import annotations
+
+from rolemodels.recipe import ROBUST_GCE_Q
+
+# The recipes of teachers made from a network's name. robust: generalised cross-entropy for 30
+# epochs (at least 10,000 examples), learners that do not fit the labels they find wrong (longer
+# lets them fit more of the noise: digits, docs/practitioners.md), with the network's usual
+# augmentation, as `rolemodels run` trains it (shifts for cnn1d: one GCE model on MNIST-1D scored
+# 93.3% with them, 86.7% without); its student is augmented alike; its q is ROBUST_GCE_Q (0.8, not
+# Zhang & Sabuncu's 0.7: rolemodels/recipe.py). paper: the paper's teachers, trained to
+# interpolate their noisy labels (at least 60,000 examples), nothing augmented.
+RECIPES = {"robust": {"loss": "gce", "gce_q": ROBUST_GCE_Q, "epochs": 30, "min_examples": 10_000,
+                      "augment": "auto"},
+           "paper": {"loss": "cross_entropy", "epochs": 30, "min_examples": 60_000}}
+# The robust recipe of the networks whose presets measured better than the generic one: their
+# presets' teacher recipes (configs/mnist1d.toml, configs/fashion-mnist.toml; tests/test_estimator.py
+# checks they agree). cnn1d: 80 epochs at batch 256 (MNIST-1D, seed 0: 94.9% against 94.3%).
+# cnn2d_wide: no crops or flips, which cost one GCE model 3.6 points on 1,000 Fashion-MNIST images
+# (78.2% against 74.6%), and 18 epochs but at least 30,000 examples (30 passes of 1,000 images).
+ROBUST_BY_NETWORK = {"cnn1d": {"epochs": 80, "batch_size": 256, "lr": 6e-3},
+                     "cnn2d_wide": {"epochs": 18, "min_examples": 30_000, "augment": "none"}}
+# A budget in examples is bounded in steps too: on a tiny training set `min_examples` alone would
+# mean thousands of passes (3 rows: 3,334 passes of one step each for every teacher).
+TEACHER_MAX_PASSES = 200
+
+STUDENT_EXAMPLES = 200_000  # the default student sees at least this many examples ...
+STUDENT_MIN_PASSES = 4  # ... and at least this many passes: 1 pass of MNIST-1D's 200,000-example pool left the
+# student of robust teachers 1.1 points under their own soft vote (95.4% against 96.5%); 4 passes: 96.8%
+STUDENT_PASSES = 64  # ... but at most this many passes over a small pool (51,008 examples for digits' 797 rows)
+STUDENT_BATCH = 256
+
+# pool_graph="auto": an mlp student's soft labels spread over the pool's 10-nearest-neighbour graph
+# when the pool has at most this many rows. Digits' 797 rows: +1.8 to +4.4 points on every noise.
+# Not for image or sequence networks: on 2,000 Fashion-MNIST images the raw pixels' neighbours
+# cost the cnn2d_wide student points (docs/practitioners.md). A large pool lets the student
+# average the teachers' mistakes away itself.
+POOL_GRAPH_NEIGHBORS = 10
+POOL_GRAPH_ROWS = 5_000
+POOL_GRAPH_MAX_ROWS = 50_000  # an explicit k: the graph costs N^2 distances, 2.5e9 at this size
+# auto spreads only where, for every class, most graph neighbours of its rows share its class
+# (pool_graph.graph_homophily): 400 tabular rows with a 5% minority class had 21-26%, and the
+# spread turned every minority row into the majority class, though the teachers had them right.
+POOL_GRAPH_MIN_HOMOPHILY = 0.5
+
+
+def teacher_recipe(recipe: str, network) -> dict:
+    """The NetworkClassifier settings of `recipe`'s teachers for `network` (a registry name or a
+    factory): RECIPES[recipe], with the robust recipe's settings for that network where it has some."""
+    settings = dict(RECIPES[recipe])
+    if recipe == "robust" and isinstance(network, str):
+        settings.update(ROBUST_BY_NETWORK.get(network, {}))
+    return settings
+
+
+def bounded_examples(min_examples: int, n: int, max_passes: int = TEACHER_MAX_PASSES) -> int:
+    """`min_examples` for a training set of n rows, at most `max_passes` passes of it."""
+    return min(min_examples, max_passes * max(n, 1))
+
+
+def student_examples(n_pool: int) -> int:
+    """The default student's budget on a pool of n_pool examples: at least 200,000 examples and 4
+    passes, but at most 64 passes (so a small pool costs less)."""
+    return min(STUDENT_PASSES * n_pool, max(STUDENT_EXAMPLES, STUDENT_MIN_PASSES * n_pool))
+
+
+def graph_neighbors_auto(combine: str, student_network: str | None, n_pool: int) -> int:
+    """pool_graph="auto": the neighbours of the pool graph that soft labels spread over (0: none)."""
+    small = n_pool <= POOL_GRAPH_ROWS
+    return POOL_GRAPH_NEIGHBORS if combine == "soft" and student_network == "mlp" and small else 0
