@@ -81,7 +81,7 @@ class Data:
     network: str | None = None  # the one option the estimator's row names: its teachers' network (None: the default)
 
 
-QUICK_RECIPE = ("teachers.count=3", "teachers.epochs=3", "teachers.width=8", "students.batch_size=128",
+QUICK_RECIPE = ("students.pool_budget=false", "teachers.count=3", "teachers.epochs=3", "teachers.width=8", "students.batch_size=128",
                 "sweep.teachers=[1, 3]", "train.eval_batch_size=1024")
 DATA = {
     # The default run's data and recipe, unchanged.

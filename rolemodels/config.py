@@ -78,6 +78,10 @@ class StudentConfig(FitSpec):
     ensemble: str = "vote"
     labels: str = "pool"  # pool: the pool labelled once (the paper) | online: on each augmented batch (the code)
     pool_size: int = 0  # students learn from the first pool_size pool examples (0: the whole pool)
+    # Budget by the pool's size (recipe.pool_examples): at least 200,000 examples, at most 64
+    # passes, so a small pool gets enough steps; a pool of 200,000 or more trains `epochs` passes,
+    # as the paper does. false: `epochs` and `min_examples` alone (the presets that keep their counts).
+    pool_budget: bool = True
     per_device: int = 0  # students trained at once in one process (as teachers.per_device); with DDP: one at a time
 
 

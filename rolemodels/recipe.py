@@ -77,6 +77,20 @@ class FitSpec:
 ROBUST_GCE_Q = 0.8
 
 
+# A student's budget on a pool of N examples, in examples seen: at least 200,000 (one pass of the
+# default run's pool), but at most 64 passes of a small pool (51,008 examples for digits' 797
+# rows), and at least `min_passes` passes. A pool of 700 trained for one pass is 3 steps: its
+# students came out below one teacher.
+STUDENT_EXAMPLES = 200_000
+STUDENT_MAX_PASSES = 64
+
+
+def pool_examples(n_pool: int, min_passes: int = 1) -> int:
+    """Examples a student sees on a pool of n_pool: at least STUDENT_EXAMPLES and `min_passes`
+    passes, at most STUDENT_MAX_PASSES passes."""
+    return min(STUDENT_MAX_PASSES * n_pool, max(STUDENT_EXAMPLES, min_passes * n_pool))
+
+
 # A value's check and what to say when it fails: config.py's RANGES holds one for every number a
 # configuration has (tests/test_reliability.py tries a bad value of every key).
 Range = tuple[Callable[[Any], bool], str]

@@ -29,7 +29,7 @@ PROGRAMS = ("rolemodels", "torchrun", "python", "python3")
 # MNIST-1D runs at a few seconds' size: 2 small teachers, a pool of 512.
 SMALL = ["data.n_train=300", "data.n_test=200", "data.n_pool=512", "teachers.count=2", "teachers.epochs=2",
          "teachers.width=8", "students.epochs=1", "students.batch_size=128", "sweep.teachers=[1, 2]",
-         "train.threads=1", "train.eval_batch_size=512"]
+         "train.threads=1", "train.eval_batch_size=512", "students.pool_budget=false"]
 
 
 def documented_commands() -> list[str]:

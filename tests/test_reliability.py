@@ -17,7 +17,8 @@ from rolemodels.config import Config, flatten, to_dict
 
 # Small enough to reach the teachers in a second when a value is (wrongly) accepted.
 SMALL = ["data.n_train=200", "data.n_test=100", "data.n_pool=256", "teachers.count=2", "teachers.epochs=1",
-         "teachers.width=4", "students.batch_size=64", "sweep.teachers=[1, 2]", "train.threads=1"]
+         "teachers.width=4", "students.batch_size=64", "sweep.teachers=[1, 2]", "train.threads=1",
+         "students.pool_budget=false"]
 
 # key -> (bad value, what the one line must name, further overrides the case needs)
 BAD: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {

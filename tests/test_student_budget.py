@@ -11,7 +11,7 @@ import torch
 from rolemodels.config import Config, load_config, to_dict
 from rolemodels.config_toml import to_toml
 from rolemodels.errors import UserError
-from rolemodels.recipe import FitSpec
+from rolemodels.recipe import FitSpec, pool_examples
 from rolemodels.runtime.runfolder import check_config
 from rolemodels.training.train import fit, fixed_targets
 
@@ -43,11 +43,36 @@ def test_fit_trains_the_passes_the_budget_asks_for(one_thread):
 
 @pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
 def test_every_preset_trains_the_epochs_it_names(preset):
-    """min_examples is 0 in every preset, so every model trains as many steps as before the key existed."""
+    """min_examples is 0 in every preset and the pool budget asks for no more than one pass of the
+    presets' pools (or is off), so every model trains as many steps as before either existed."""
     cfg = load_config(preset)
-    for section, n in ((cfg.teachers, cfg.data.n_train), (cfg.students, cfg.students.pool_size or cfg.data.n_pool)):
+    n_pool = cfg.students.pool_size or cfg.data.n_pool
+    for section, n in ((cfg.teachers, cfg.data.n_train), (cfg.students, n_pool)):
         assert section.min_examples == 0
         assert section.epochs_for(n) == section.epochs
+    if cfg.students.pool_budget:
+        assert pool_examples(n_pool) <= cfg.students.epochs * n_pool
+
+
+@pytest.mark.parametrize("n_pool, examples", [(700, 44_800), (3_125, 200_000), (200_000, 200_000),
+                                              (5_000_000, 5_000_000)])
+def test_the_pool_budget_gives_a_small_pool_enough_steps_and_a_large_one_a_pass(n_pool, examples):
+    assert pool_examples(n_pool) == examples  # at least 200,000 examples, at most 64 passes, at least one
+    assert pool_examples(n_pool, min_passes=4) == min(64 * n_pool, max(200_000, 4 * n_pool))
+
+
+def test_run_trains_students_on_a_small_pool_for_the_pool_budget_and_teachers_as_named():
+    """A user's 700-row pool: 64 passes (44,800 examples), not the 3 steps of one pass."""
+    from rolemodels.config import StudentConfig, TeacherConfig
+    from rolemodels.paper.experiment import training_job
+    from rolemodels.paper.networks import Architecture
+
+    x, targets = torch.zeros(700, 4), fixed_targets(torch.zeros(700, dtype=torch.long))
+    job = lambda recipe: training_job("m", "m", Architecture("mlp", 4), recipe, x, 700, targets, 0, None, None)
+    assert job(StudentConfig()).epochs == 64
+    assert job(StudentConfig(pool_budget=False)).epochs == 1
+    assert job(StudentConfig(min_examples=100_000)).epochs == 143  # a larger explicit budget wins
+    assert job(TeacherConfig()).epochs == TeacherConfig().epochs  # teachers: their epochs
 
 
 def test_default_run_trains_the_same_number_of_student_steps():

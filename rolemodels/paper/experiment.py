@@ -7,6 +7,7 @@ networks and their check against the data in `networks.py`; the numbers of one s
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from rolemodels.method.teach import (
 from rolemodels.models import SAMPLERS, input_stats
 from rolemodels.paper.measure import SeedOutcome, measure_seed
 from rolemodels.paper.networks import Architecture, check_architectures, new_model, student_architecture
-from rolemodels.recipe import FitSpec
+from rolemodels.recipe import FitSpec, pool_examples
 from rolemodels.runtime.files import arrays_sha256
 from rolemodels.runtime.session import open_run, refuse_unworkable, start_session
 from rolemodels.runtime.work import ModelJob, Training, Work
@@ -75,7 +76,10 @@ def noisy_training_labels(cfg: Config, data: Dataset, seed: int) -> tuple[np.nda
 def training_job(name: str, label: str, arch: Architecture, recipe: TeacherConfig | StudentConfig,
                  x: torch.Tensor, n: int, targets: Targets, seed: int, data: Dataset, stats) -> ModelJob:
     """Train `arch` (seeded with `seed`) on x[:n] with `targets` and the section's recipe."""
-    task = FitTask(x, n, targets, FitSpec.from_config(recipe).for_model(arch.model), seed)
+    spec = FitSpec.from_config(recipe).for_model(arch.model)
+    if getattr(recipe, "pool_budget", False):  # students: enough steps on a small pool (StudentConfig)
+        spec = dataclasses.replace(spec, min_examples=max(spec.min_examples, pool_examples(n)))
+    task = FitTask(x, n, targets, spec, seed)
 
     def train(model: torch.nn.Module, run: Training) -> None:
         fit(model, task.x, task.targets, task.spec, n=task.n, seed=task.seed, **run.fit_options)

@@ -27,7 +27,7 @@ from rolemodels.errors import UserError
 from rolemodels.method.combine import plurality_vote
 from rolemodels.method.metrics import accuracy
 from rolemodels.method.teach import softmax_sum
-from rolemodels.models import MODELS, SAMPLERS, input_stats
+from rolemodels.models import MODELS, SAMPLERS, model_input_stats
 from rolemodels.paper.experiment import (
     distillation_targets,
     label_pool_with_teachers,
@@ -35,50 +35,67 @@ from rolemodels.paper.experiment import (
     training_job,
 )
 from rolemodels.paper.networks import student_architecture
+from rolemodels.practice.fit_checks import degenerate_fit, warn_degenerate
 from rolemodels.practice.label_errors import distillation_diagnostics, suspected_label_errors
+from rolemodels.practice.pool_graph import graph_homophily, spread_over_graph
+from rolemodels.practice.recipe import (
+    POOL_GRAPH_MAX_ROWS,
+    POOL_GRAPH_MIN_HOMOPHILY,
+    bounded_examples,
+    graph_neighbors_auto,
+    student_examples,
+    teacher_recipe,
+)
 from rolemodels.practice.student import Student, student_state
 from rolemodels.practice.userdata import InputFiles, UserData, read_user_data
 from rolemodels.recipe import ROBUST_GCE_Q
 from rolemodels.runtime.files import atomic_write_json, atomic_write_text, file_sha256
 from rolemodels.runtime.session import open_run, start_session
 from rolemodels.seeds import Seeds
+from rolemodels.training.train import fixed_targets
 
-# The practitioner's recipes. robust (the default): teachers on generalised cross-entropy, which
-# keeps them from fitting the labels they find wrong, then distilled as usual: the best row of
-# docs/compare.md on every setting (MNIST-1D paper noise: 95.7% against the paper recipe's
-# 93.3 / 93.8; digits: 93.4 against 86.2), with the estimator's q (ROBUST_GCE_Q: on digits' three
-# noises 93.8 / 92.2 / 89.8 against q = 0.7's 94.4 / 91.1 / 87.2, docs/practitioners.md). paper:
-# the paper's teachers, samplers that interpolate their noisy labels (`rolemodels run` keeps that
-# recipe: it is the paper's experiment).
-RECIPES = {"robust": ("teachers.loss=gce", f"teachers.gce_q={ROBUST_GCE_Q}"),
-           "paper": ("teachers.loss=cross_entropy",)}
-STUDENT_EXAMPLES = 200_000  # the student sees at least this many examples: 1 pass of the default run's pool
-TEACHER_EXAMPLES = 60_000  # teachers: at least 30 epochs, and this many examples on a small training set
+# The recipes' losses; every other default of a recipe (epochs, budgets, augmentation, the
+# student's targets and the pool graph) is the estimator's, from practice/recipe.py, applied once
+# the data says which network the teachers are (`resolved`), to the keys no override set.
+RECIPE_LOSSES = {"robust": ("teachers.loss=gce", f"teachers.gce_q={ROBUST_GCE_Q}"),
+                 "paper": ("teachers.loss=cross_entropy",)}
+COMBINE = ("auto", "soft", "vote", "random")
+# What the recipe's teachers should reach on their own labels, relative to the labels the student
+# finds right: robust teachers fit about those (they leave the wrong ones), the paper's all of them.
+TEACHER_FIT_SHORTFALL = 0.10
 
 
 @dataclass
 class DistillConfig:
     name: str = "distill"
-    recipe: str = "robust"  # robust | paper (RECIPES); set by --recipe, before the overrides
+    recipe: str = "robust"  # robust | paper (practice/recipe.py); set by --recipe
     seed: int = 0  # teachers, random-teacher draws, student (seeds.py's rule for experiment seed `seed`)
-    combine: str = "vote"  # vote: ensemble distillation (students.ensemble) | random: one random teacher per example
+    # auto: soft for the robust recipe, else vote (the estimator's rule) | soft: the teachers' mean
+    # probabilities | vote: ensemble distillation (students.ensemble) | random: one random teacher per example
+    combine: str = "auto"
+    pool_graph: int = -1  # -1: auto (the estimator's rule) | 0: off | k: spread soft labels over k neighbours
+    set_by_overrides: list[str] = field(default_factory=list)  # keys the recipe leaves as the user set them
     inputs: InputFiles = field(default_factory=InputFiles)
     fingerprint: str = ""  # set from the input files: a rerun on other data is refused
-    teachers: TeacherConfig = field(default_factory=lambda: TeacherConfig(model="auto", min_examples=TEACHER_EXAMPLES))
-    students: StudentConfig = field(default_factory=lambda: StudentConfig(min_examples=STUDENT_EXAMPLES))
+    teachers: TeacherConfig = field(default_factory=lambda: TeacherConfig(model="auto"))
+    # the student's budget is the estimator's (`resolved`), not `rolemodels run`'s pool budget
+    students: StudentConfig = field(default_factory=lambda: StudentConfig(pool_budget=False))
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def load_distill_config(inputs: InputFiles, overrides: list[str] = (), recipe: str = "robust") -> DistillConfig:
-    """The defaults of `recipe` (RECIPES) with these input files and `section.key=value`
-    overrides (which win over the recipe's settings), checked."""
-    if recipe not in RECIPES:
-        raise UserError(f"--recipe {recipe}: choose one of {', '.join(RECIPES)}")
+    """The defaults of `recipe` with these input files and `section.key=value` overrides (which win
+    over the recipe's settings), checked. The recipe's network-dependent settings are applied by
+    `resolved`, once the data is read."""
+    if recipe not in RECIPE_LOSSES:
+        raise UserError(f"--recipe {recipe}: choose one of {', '.join(RECIPE_LOSSES)}")
     cfg = DistillConfig(recipe=recipe, inputs=InputFiles(**{f.name: str(Path(getattr(inputs, f.name)).resolve())
                                                             if getattr(inputs, f.name) else ""
                                                             for f in dataclasses.fields(InputFiles)}))
     # the files (--data, --x-train, ...) and the recipe (--recipe) come from their options
-    apply_overrides(cfg, [*RECIPES[recipe], *overrides], fixed=("inputs", "fingerprint", "recipe"))
+    apply_overrides(cfg, [*RECIPE_LOSSES[recipe], *overrides],
+                    fixed=("inputs", "fingerprint", "recipe", "set_by_overrides"))
+    cfg.set_by_overrides = sorted({item.split("=", 1)[0].strip() for item in overrides})
     check_distill_config(cfg)
     return cfg
 
@@ -89,8 +106,11 @@ def check_distill_config(cfg: DistillConfig) -> None:
     for key, allowed in CHOICES.items():
         if key in flat and flat[key] not in allowed:
             raise UserError(f"config key {key}: {flat[key]!r} is not one of {', '.join(allowed)}")
-    if cfg.combine not in ("vote", "random"):
-        raise UserError(f"config key combine: {cfg.combine!r} is not one of vote, random")
+    if cfg.combine not in COMBINE:
+        raise UserError(f"config key combine: {cfg.combine!r} is not one of {', '.join(COMBINE)}")
+    if cfg.pool_graph < -1:
+        raise UserError(f"config key pool_graph: must be -1 (auto), 0 (off) or a number of neighbours, got "
+                        f"{cfg.pool_graph}")
     for key in ("teachers.count", "teachers.width", "teachers.epochs", "teachers.batch_size", "students.epochs",
                 "students.batch_size"):
         if flat[key] < 1:
@@ -114,13 +134,28 @@ def check_distill_config(cfg: DistillConfig) -> None:
 
 
 def resolved(cfg: DistillConfig, data: UserData) -> DistillConfig:
-    """cfg with teachers.model=auto made concrete for the data and the input files' fingerprint."""
+    """cfg made concrete for the data: teachers.model=auto becomes a network of the data's kind, the
+    recipe's settings for that network and the data's sizes fill the keys no override set (the
+    estimator's, from practice/recipe.py), combine=auto is decided, and the input files' fingerprint
+    is recorded."""
     cfg = dataclasses.replace(cfg, teachers=dataclasses.replace(cfg.teachers), students=dataclasses.replace(cfg.students))
     network = "cnn2d_wide" if data.x_train.dim() == 4 else "mlp"  # images [H, W, C]: the CPU-friendly CNN
     if cfg.teachers.model == "auto":
         cfg.teachers.model = network
     if cfg.teachers.model in SAMPLERS and not cfg.students.model:  # k-NN or kernel teachers: a network student
         cfg.students.model = network
+    free = lambda key: key not in cfg.set_by_overrides  # noqa: E731
+    settings = teacher_recipe(cfg.recipe, cfg.teachers.model)
+    settings["min_examples"] = bounded_examples(settings["min_examples"], len(data.y_train))
+    for key, value in settings.items():
+        if free(f"teachers.{key}"):
+            setattr(cfg.teachers, key, value)
+    if free("students.min_examples"):
+        cfg.students.min_examples = student_examples(len(data.x_pool))
+    if free("students.augment"):  # the student is augmented as its teachers are
+        cfg.students.augment = cfg.teachers.augment
+    if cfg.combine == "auto":
+        cfg.combine = "soft" if cfg.recipe == "robust" else "vote"
     paths = sorted({getattr(cfg.inputs, f.name) for f in dataclasses.fields(InputFiles)} - {""})
     cfg.fingerprint = " ".join(file_sha256(p)[1][:16] for p in paths)
     return cfg
@@ -142,20 +177,21 @@ def run_distill(cfg: DistillConfig, out: str | Path, quiet: bool = False, force:
     out = Path(out)
     with open_run(session, out, cfg, force) as work:
         dataset = as_dataset(data, out.name)
-        stats = input_stats(dataset.x_train)
+        arch = student_architecture(cfg, dataset)
+        # each network standardises as it should (an mlp per feature: a table's raw columns)
+        teacher_stats = model_input_stats(cfg.teachers.model, dataset.x_train)
+        student_stats = model_input_stats(arch.model, dataset.x_train)
         seeds, K, C = Seeds(cfg.seed), cfg.teachers.count, data.num_classes
         noisy = data.y_train
 
         with work.stage("teachers", times):
-            teachers, subsets = train_teachers(work, cfg, dataset, stats, noisy, seeds, out / "teachers")
+            teachers, subsets = train_teachers(work, cfg, dataset, teacher_stats, noisy, seeds, out / "teachers")
         fits = [accuracy(work.predict(t, dataset.x_train[s]).argmax(1), noisy[s]) for t, s in zip(teachers, subsets)]
         with work.stage("labelling", times):
             pool_labels, pool_logits = label_pool_with_teachers(work, teachers, dataset.x_pool, out / "pool")
-        ensemble, random = distillation_targets(cfg.students, teachers, pool_labels, pool_logits, K, seeds.draws(K), C)
-        arch = student_architecture(cfg, dataset)
+        targets, graph = student_targets(cfg, teachers, pool_labels, pool_logits, dataset.x_pool, seeds, C, arch.model)
         job = training_job("student", f"student ({cfg.combine})", arch, cfg.students, dataset.x_pool,
-                           len(dataset.x_pool), ensemble if cfg.combine == "vote" else random,
-                           seeds.ensemble_student(0), dataset, stats)
+                           len(dataset.x_pool), targets, seeds.ensemble_student(0), dataset, student_stats)
         with work.stage("student", times):
             [student] = work.models([job], out / "students", spread="ddp", per_device=1)
         work.save_torch(out / "student.pt", student_state(Student(student, arch.model, arch.width, dataset.input_shape,
@@ -164,7 +200,13 @@ def run_distill(cfg: DistillConfig, out: str | Path, quiet: bool = False, force:
         proba = torch.softmax(work.predict(student, dataset.x_train), 1).numpy()
         diagnostics = {"classes": [str(c) for c in data.classes], "n_train": len(noisy), "n_pool": len(data.x_pool),
                        "teachers": K, "teacher_model": cfg.teachers.model, "student_model": arch.model,
+                       "combine": cfg.combine, **graph,
                        **distillation_diagnostics(noisy.numpy(), proba, fits, pool_labels.numpy(), C)}
+        taught = plurality_vote(pool_labels, C, softmax_sum(pool_logits)).numpy()
+        on_pool = work.predict(student, dataset.x_pool).argmax(1).numpy()
+        diagnostics["warnings"] = [*teacher_shortfall(cfg, diagnostics),
+                                   *degenerate_fit(noisy.numpy(), proba.argmax(1), fits, taught, on_pool,
+                                                   diagnostics["teacher_agreement"], [str(c) for c in data.classes])]
         if data.x_test is not None:
             diagnostics["test_accuracy"] = accuracy_on_test(work, teachers, student, data, C)
         diagnostics["seconds"] = {**{k: round(v, 1) for k, v in times.items()},
@@ -173,9 +215,52 @@ def run_distill(cfg: DistillConfig, out: str | Path, quiet: bool = False, force:
         write_suspected_errors(out / "suspected_label_errors.csv", noisy.numpy(), proba, data.classes)
         atomic_write_text(out / "report.md", report_markdown(cfg, diagnostics, data.classes))
     session.close()
+    warn_degenerate(diagnostics["warnings"], "rolemodels distill")
     session.progress.note(f"student in {out}/student.pt, diagnostics in {out}/diagnostics.json, report in "
                           f"{out}/report.md")
     return diagnostics
+
+
+def student_targets(cfg: DistillConfig, teachers, pool_labels: torch.Tensor, pool_logits: list, x_pool,
+                    seeds: Seeds, C: int, student_model: str):
+    """What the student learns on the pool, and what the pool graph did ({"pool_graph", and its
+    homophily where it was measured}): soft, the teachers' mean probabilities (spread over the
+    pool's neighbour graph where the estimator's rule says so); vote or random as experiment.py's
+    students learn them."""
+    K = cfg.teachers.count
+    if cfg.combine != "soft":
+        ensemble, random = distillation_targets(cfg.students, teachers, pool_labels, pool_logits, K, seeds.draws(K), C)
+        return (ensemble if cfg.combine == "vote" else random), {"pool_graph": 0}
+    mean = (softmax_sum(pool_logits) / K).numpy()
+    neighbors = graph_neighbors_auto("soft", student_model, len(mean)) if cfg.pool_graph < 0 else cfg.pool_graph
+    graph = {"pool_graph": neighbors}
+    if neighbors and len(mean) > POOL_GRAPH_MAX_ROWS:
+        raise UserError(f"config key pool_graph: the pool has {len(mean):,} rows, and its neighbour graph would cost "
+                        f"{len(mean):,}^2 distances; at most {POOL_GRAPH_MAX_ROWS:,} rows (pool_graph=0 turns it off)")
+    if neighbors:
+        x = np.asarray(x_pool, dtype=np.float32)
+        homophily = graph_homophily(mean, x, neighbors)
+        graph["pool_graph_homophily"] = homophily.round(4).tolist()
+        if cfg.pool_graph < 0 and np.nanmin(homophily) < POOL_GRAPH_MIN_HOMOPHILY:
+            graph["pool_graph"] = 0  # some class's rows mostly neighbour other classes: spreading would erase it
+        else:
+            mean = spread_over_graph(mean, x, neighbors)
+    return fixed_targets(torch.from_numpy(mean.astype(np.float32))), graph
+
+
+def teacher_shortfall(cfg: DistillConfig, d: dict) -> list[dict]:
+    """A finding when the teachers fit fewer of their labels than the recipe's teachers should: robust
+    teachers about the labels the student finds right, the paper's every label."""
+    right = 1 - d["estimated_noise_rate"]
+    expected = right if cfg.teachers.loss == "gce" else 0.99
+    fit = float(np.mean(d["teacher_fit"]))
+    if fit >= expected - TEACHER_FIT_SHORTFALL:
+        return []
+    aim = (f"about the {right:.0%} of the labels the student finds right" if cfg.teachers.loss == "gce"
+           else "every label (samplers interpolate their noisy labels)")
+    return [{"kind": "teachers_short", "message": (
+        f"the teachers fit {fit:.1%} of their own labels, where the {cfg.recipe} recipe's should fit {aim}: they "
+        f"are stuck or undertrained. Try more teachers.epochs, another teachers.lr, or another network")}]
 
 
 def as_dataset(data: UserData, name: str) -> Dataset:
@@ -215,13 +300,7 @@ def report_markdown(cfg: DistillConfig, d: dict, classes: list) -> str:
              f"{d['n_train']:,} labelled examples, {d['n_pool']:,} in the pool, {len(classes)} classes. Teachers: "
              f"{d['teacher_model']}; student: {d['student_model']} ({cfg.combine}).", "",
              "## Teachers", "",
-             f"- fit to their own (noisy) labels: {min(fit):.1%} to {max(fit):.1%}"
-             + ("" if d["teachers_interpolate"] else
-                " (below 99%, as robust teachers should be: generalised cross-entropy keeps them from fitting the "
-                "labels they find wrong; --recipe paper trains samplers that interpolate them)"
-                if cfg.teachers.loss == "gce" else
-                " (below 99%: they do not interpolate, so they are learners, not samplers; more teachers.epochs or a "
-                "wider model makes them fit)"),
+             f"- fit to their own (noisy) labels: {min(fit):.1%} to {max(fit):.1%}",
              f"- agreement between two teachers on the pool: {d['teacher_agreement']:.1%}",
              f"- pool examples on which all teachers agree: {d['unanimous_pool_fraction']:.1%}; vote margins 0..K: "
              f"{', '.join(f'{m:,}' for m in margins)}", "",
@@ -238,5 +317,7 @@ def report_markdown(cfg: DistillConfig, d: dict, classes: list) -> str:
         lines += ["", "## Test set", "", "| model | accuracy |", "|---|---|",
                   f"| one teacher (mean of {len(t['teachers'])}) | {t['teacher_mean']:.1%} |",
                   f"| teachers' plurality vote | {t['ensemble']:.1%} |", f"| student | {t['student']:.1%} |"]
+    if d["warnings"]:
+        lines += ["", "## Warnings", "", *[f"- {w['message']}" for w in d["warnings"]]]
     lines += ["", f"Seconds: {d['seconds']}", ""]
     return "\n".join(lines)

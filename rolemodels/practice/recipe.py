@@ -7,7 +7,7 @@ trained to interpolate their noisy labels, and their plurality vote.
 """
 from __future__ import annotations
 
-from rolemodels.recipe import ROBUST_GCE_Q
+from rolemodels.recipe import ROBUST_GCE_Q, pool_examples
 
 # The recipes of teachers made from a network's name. robust: generalised cross-entropy for 30
 # epochs (at least 10,000 examples), learners that do not fit the labels they find wrong (longer
@@ -30,10 +30,10 @@ ROBUST_BY_NETWORK = {"cnn1d": {"epochs": 80, "batch_size": 256, "lr": 6e-3},
 # mean thousands of passes (3 rows: 3,334 passes of one step each for every teacher).
 TEACHER_MAX_PASSES = 200
 
-STUDENT_EXAMPLES = 200_000  # the default student sees at least this many examples ...
-STUDENT_MIN_PASSES = 4  # ... and at least this many passes: 1 pass of MNIST-1D's 200,000-example pool left the
-# student of robust teachers 1.1 points under their own soft vote (95.4% against 96.5%); 4 passes: 96.8%
-STUDENT_PASSES = 64  # ... but at most this many passes over a small pool (51,008 examples for digits' 797 rows)
+# The student sees at least 4 passes, beside recipe.pool_examples' 200,000 examples and at most 64
+# passes: 1 pass of MNIST-1D's 200,000-example pool left the student of robust teachers 1.1 points
+# under their own soft vote (95.4% against 96.5%); 4 passes: 96.8%.
+STUDENT_MIN_PASSES = 4
 STUDENT_BATCH = 256
 
 # pool_graph="auto": an mlp student's soft labels spread over the pool's 10-nearest-neighbour graph
@@ -67,7 +67,7 @@ def bounded_examples(min_examples: int, n: int, max_passes: int = TEACHER_MAX_PA
 def student_examples(n_pool: int) -> int:
     """The default student's budget on a pool of n_pool examples: at least 200,000 examples and 4
     passes, but at most 64 passes (so a small pool costs less)."""
-    return min(STUDENT_PASSES * n_pool, max(STUDENT_EXAMPLES, STUDENT_MIN_PASSES * n_pool))
+    return pool_examples(n_pool, STUDENT_MIN_PASSES)
 
 
 def graph_neighbors_auto(combine: str, student_network: str | None, n_pool: int) -> int:
