@@ -1,0 +1,108 @@
+"""experiments/compare_practice.py's tables, made from its results JSON alone."""
+from __future__ import annotations
+
+import numpy as np
+
+from rolemodels.method.metrics import summarize
+
+# The table's columns, in order; the references train on the clean labels and are never "first".
+METHOD_LABELS = {
+    "ours": "RoleModelClassifier() with its defaults",
+    "ours-k5": "RoleModelClassifier(n_teachers=5): the cost study",
+    "ours-k3": "RoleModelClassifier(n_teachers=3): the cost study",
+    "logreg": "StandardScaler + LogisticRegression on the noisy labels",
+    "gbm": "HistGradientBoostingClassifier on the noisy labels",
+    "cleanlab-logreg": "cleanlab CleanLearning around logreg (5 folds)",
+    "cleanlab-gbm": "cleanlab CleanLearning around gbm (5 folds)",
+    "gce-mlp": "one mlp on GCE (q 0.8, 30 epochs, >= 10,000 examples): ours' teacher",
+    "plain-mlp": "one mlp on cross-entropy, NetworkClassifier's defaults: the paper's teacher",
+    "clean-mlp": "reference: plain-mlp on the clean labels",
+    "clean-logreg": "reference: logreg on the clean labels",
+}
+REFERENCES = ("clean-mlp", "clean-logreg")
+
+
+def grouped(rows: list[dict]) -> dict[str, dict[str, list[dict]]]:
+    """"data/noise" -> method -> its rows (one a seed), settings in the file's order."""
+    table: dict[str, dict[str, list[dict]]] = {}
+    for r in rows:
+        table.setdefault(f"{r['data']}/{r['noise']}", {}).setdefault(r["method"], []).append(r)
+    return table
+
+
+def pm(summary: dict) -> str:
+    mean, std = 100 * summary["mean"], 100 * summary["std"]
+    return f"{mean:.1f} ± {std:.1f}" if len(summary["values"]) > 1 else f"{mean:.1f}"
+
+
+def seconds(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+
+
+def standing(acc: dict[str, dict]) -> tuple[str, str]:
+    """(the first method among those on the noisy labels, ours' mark): "" first, "≈" within one
+    std (the first's, over seeds) of the first, "✗" further behind."""
+    compared = {m: s for m, s in acc.items() if m not in REFERENCES}
+    first = max(compared, key=lambda m: compared[m]["mean"])
+    if "ours" not in acc or first == "ours":
+        return first, ""
+    gap = compared[first]["mean"] - acc["ours"]["mean"]
+    return first, "≈" if gap <= compared[first]["std"] else "✗"
+
+
+def accuracy_table(results: dict) -> str:
+    """One row per setting: each method's clean test accuracy (%, mean ± std over seeds), ours'
+    seconds a fit and their ratio to one GCE mlp's, and which method is first."""
+    methods = list(METHOD_LABELS)
+    lines = ["| setting | noise | " + " | ".join(methods) + " | ours s | × gce-mlp | first |",
+             "|---|---|" + "---|" * len(methods) + "---|---|---|"]
+    for setting, by_method in grouped(results["rows"]).items():
+        acc = {m: summarize([r["accuracy"] for r in rs]) for m, rs in by_method.items()}
+        first, mark = standing(acc)
+        cells = [(pm(acc[m]) + (f" {mark}" if m == "ours" and mark else "")) if m in acc else "–" for m in methods]
+        rates = [r["noise_rate"] for rs in by_method.values() for r in rs]
+        ours_s = np.mean([r["seconds"] for r in by_method.get("ours", [])]) if "ours" in by_method else None
+        gce_s = np.mean([r["seconds"] for r in by_method.get("gce-mlp", [])]) if "gce-mlp" in by_method else None
+        ratio = f"{ours_s / gce_s:.0f}×" if ours_s is not None and gce_s else "–"
+        lines.append(f"| {setting} | {100 * np.mean(rates):.1f}% | " + " | ".join(cells)
+                     + f" | {seconds(ours_s) if ours_s is not None else '–'} | {ratio} | {first} |")
+    return "\n".join(lines)
+
+
+def teacher_table(results: dict) -> str:
+    """Ours' parts per setting: its teachers' test accuracy (the weakest, the mean), their vote,
+    one plain mlp's beside them, and the warnings its fits gave (over seeds)."""
+    lines = ["| setting | ours | teachers: weakest | mean | their vote | plain-mlp | weakest ≥ plain-mlp | "
+             "combine, pool graph | warnings |", "|---|---|---|---|---|---|---|---|---|"]
+    for setting, by_method in grouped(results["rows"]).items():
+        rs = by_method.get("ours")
+        if not rs:
+            continue
+        weakest = [min(r["teacher_accuracy"]) for r in rs]
+        plain = {r["seed"]: r["accuracy"] for r in by_method.get("plain-mlp", [])}
+        held = [w >= plain[r["seed"]] for w, r in zip(weakest, rs) if r["seed"] in plain]
+        warned: dict[str, int] = {}
+        for r in rs:
+            for kind in r["warnings"]:
+                warned[kind] = warned.get(kind, 0) + 1
+        recipes = sorted({f"{r['combine']}, {r['pool_graph']}" for r in rs})
+        held_text = f"{sum(held)} of {len(held)} seeds" if held else "–"
+        lines.append(
+            f"| {setting} | {pm(summarize([r['accuracy'] for r in rs]))} | {pm(summarize(weakest))} | "
+            f"{pm(summarize([float(np.mean(r['teacher_accuracy'])) for r in rs]))} | "
+            f"{pm(summarize([r['ensemble_accuracy'] for r in rs]))} | "
+            f"{pm(summarize(list(plain.values()))) if plain else '–'} | "
+            f"{held_text} | {'; '.join(recipes)} | "
+            f"{', '.join(f'{k} ×{n}' for k, n in warned.items()) or 'none'} |")
+    return "\n".join(lines)
+
+
+def markdown(results: dict) -> str:
+    seeds = sorted({r["seed"] for r in results["rows"]})
+    head = (f"Clean test accuracy, %, mean ± std over seeds {', '.join(map(str, seeds))}; noise: the realised "
+            f"rate of the training labels. {results['machine']}, {results['threads']} thread(s), {results['date']}"
+            f"{' (--quick: tiny sizes, not a result)' if results.get('quick') else ''}. ours: ≈ within one std of "
+            f"the first, ✗ further behind; references (clean-*) are never first.")
+    legend = "\n".join(f"- `{name}`: {label}" for name, label in METHOD_LABELS.items())
+    return "\n\n".join([head, accuracy_table(results), "Ours' teachers, beside one plain model:",
+                        teacher_table(results), legend])
