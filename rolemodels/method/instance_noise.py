@@ -21,7 +21,7 @@ import numpy as np
 
 from rolemodels.errors import UserError
 from rolemodels.labels import as_numpy, check_labels, check_num_classes
-from rolemodels.method.noise import check_rate, seeded_generator
+from rolemodels.method.noise import check_probability_rows, check_rate, seeded_generator
 
 PROBS_ROW_SUM_TOLERANCE = 1e-4  # classifier outputs in float32 sum to 1 only to ~1e-6 per class
 PART_SPREAD = 0.1  # Xia et al.'s std of the per-example flip rate (norm_std)
@@ -50,18 +50,8 @@ def check_probs(probs: Any, num_examples: int, source: str = "annotator probabil
     if arr.shape[1] < 2:
         raise UserError(f"{source}: {arr.shape[1]} column(s); expected one column per class (at least 2)")
     arr = np.array(arr, dtype=np.float64)
-    if not np.all(np.isfinite(arr)):
-        row, col = np.argwhere(~np.isfinite(arr))[0]
-        raise UserError(f"{source}: entry [{row}, {col}] is {arr[row, col]}; expected finite probabilities")
-    if np.any(arr < 0):
-        row, col = np.argwhere(arr < 0)[0]
-        raise UserError(f"{source}: entry [{row}, {col}] is negative ({arr[row, col]:g}); expected probabilities >= 0")
-    sums = arr.sum(axis=1)
-    bad = np.flatnonzero(np.abs(sums - 1.0) > PROBS_ROW_SUM_TOLERANCE)
-    if bad.size:
-        raise UserError(f"{source}: row {bad[0]:,} sums to {sums[bad[0]]:.6g}; expected every row to sum to 1 "
-                        f"(probabilities, e.g. a softmax)")
-    return arr / sums[:, None]
+    check_probability_rows(arr, source, PROBS_ROW_SUM_TOLERANCE)
+    return arr / arr.sum(axis=1)[:, None]
 
 
 def annotator_transitions(labels: Any, probs: Any, rate: float) -> np.ndarray:

@@ -178,6 +178,21 @@ def read_matrix(path: str | Path) -> np.ndarray:
     return np.asarray(matrix, dtype=np.float64)
 
 
+def check_probability_rows(rows: np.ndarray, name: str, tolerance: float) -> None:
+    """Refuse a float [N, C] array unless every entry is finite and >= 0 and every row sums to 1
+    (within `tolerance`); the UserError names `name`, the first bad entry or row, and what was expected."""
+    if not np.all(np.isfinite(rows)):
+        row, col = np.argwhere(~np.isfinite(rows))[0]
+        raise UserError(f"{name}: entry [{row}, {col}] is {rows[row, col]}; expected finite probabilities")
+    if np.any(rows < 0):
+        row, col = np.argwhere(rows < 0)[0]
+        raise UserError(f"{name}: entry [{row}, {col}] is negative ({rows[row, col]:g}); expected probabilities >= 0")
+    sums = rows.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > tolerance)
+    if bad.size:
+        raise UserError(f"{name}: row {bad[0]} sums to {sums[bad[0]]:.8g}; expected every row to sum to 1")
+
+
 def validate_transition_matrix(
     T: np.ndarray, num_classes: int, name: str = "transition matrix", warn: bool = True
 ) -> np.ndarray:
@@ -200,17 +215,8 @@ def validate_transition_matrix(
             f"{name}: {T.shape[0]}x{T.shape[1]}, but the dataset has {num_classes} classes; "
             f"expected {num_classes}x{num_classes}"
         )
-    if not np.all(np.isfinite(T)):
-        row, col = np.argwhere(~np.isfinite(T))[0]
-        raise UserError(f"{name}: entry [{row}, {col}] is {T[row, col]}; expected finite probabilities")
-    if np.any(T < 0):
-        row, col = np.argwhere(T < 0)[0]
-        raise UserError(f"{name}: entry [{row}, {col}] is negative ({T[row, col]:g}); expected probabilities >= 0")
-    sums = T.sum(axis=1)
-    bad = np.flatnonzero(np.abs(sums - 1.0) > ROW_SUM_TOLERANCE)
-    if bad.size:
-        raise UserError(f"{name}: row {bad[0]} sums to {sums[bad[0]]:.8g}; expected every row to sum to 1")
-    T = T / sums[:, None]
+    check_probability_rows(T, name, ROW_SUM_TOLERANCE)
+    T = T / T.sum(axis=1)[:, None]
     if warn and num_classes > 1:
         off = T.copy()
         np.fill_diagonal(off, -np.inf)
