@@ -61,6 +61,7 @@ BAD: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
     "students.labels": [("cached", "config key students.labels", ())],
     "students.pool_size": [("-1", "config key students.pool_size", ())],
     "students.per_device": [("-1", "config key students.per_device", ())],
+    "students.pool_budget": [("often", "config key students.pool_budget", ())],
     "sweep.teachers": [("[0, 2]", "config key sweep.teachers", ())],
     "sweep.students": [("sometimes", "config key sweep.students", ())],
     "train.device": [("gpu7", "config key train.device", ())],

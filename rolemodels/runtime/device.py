@@ -187,7 +187,10 @@ def cpu_bf16_support() -> str:
 def cuda_has_bf16(device: torch.device) -> bool:
     """Whether a CUDA GPU has native bf16 (compute capability 8.0 on: Ampere, Hopper, ...); older ones
     emulate it, slower than float32."""
-    return torch.cuda.get_device_capability(device)[0] >= 8
+    try:
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    except (AssertionError, RuntimeError):  # a torch without CUDA, or no such GPU: nothing to autocast on
+        return False
 
 
 def autocast_dtype(device: DeviceLike, precision: str, training: bool = True) -> torch.dtype | None:
