@@ -1,6 +1,6 @@
 """`RoleModelClassifier`: the paper's recipe as a scikit-learn estimator, a thin layer over array functions.
 
-    clf = RoleModelClassifier(teacher="mlp", n_teachers=10, random_state=0)
+    clf = RoleModelClassifier(teacher="mlp", random_state=0)
     clf.fit(X, y_noisy, X_pool=X_unlabelled)      # or unlabelled rows in X with y == -1
     clf.predict(X_new); clf.diagnostics_["estimated_noise_rate"]
 
@@ -45,6 +45,7 @@ from rolemodels.practice.recipe import (
     bounded_examples,
     graph_neighbors_auto,
     student_examples,
+    teacher_count,
     teacher_recipe,
 )
 from rolemodels.seeds import Seeds
@@ -63,6 +64,7 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
     teacher: a network of the registry by name ("mlp", "cnn1d", ...), a factory
     (input_shape, num_classes) -> nn.Module, a NetworkClassifier, or any scikit-learn classifier
     (cloned n_teachers times, each with its own random_state). It must fit its noisy labels.
+    n_teachers: "auto" (10 with a pool; without one, 3 for each cross-fitting fold) or an integer.
     student: None (a NetworkClassifier of the teacher's architecture, or an mlp for other
     teachers, that sees at least 200,000 examples and 4 passes over the pool, at most 64 passes
     of a small one), a name, a factory, or any classifier. combine: "auto" (the default: "soft" for the
@@ -86,7 +88,7 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
     "soft". input_shape, device, precision: for the networks made from names. verbose: a line per stage on stderr.
     """
 
-    def __init__(self, teacher="mlp", student=None, *, recipe="robust", n_teachers=10, combine="auto",
+    def __init__(self, teacher="mlp", student=None, *, recipe="robust", n_teachers="auto", combine="auto",
                  teacher_data="auto", overlap=0.5, cv=5, teacher_epochs=None, pool_graph="auto", input_shape=None,
                  device="auto", precision="auto", random_state=None, verbose=False):
         self.teacher = teacher
@@ -179,7 +181,7 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
         deterministic = "random_state" not in teacher.get_params()
         if self.teacher_data == "auto":
             return "bootstrap" if deterministic else "same"
-        if self.teacher_data == "same" and deterministic and self.n_teachers > 1:
+        if self.teacher_data == "same" and deterministic and self.n_teachers != 1:
             raise ValueError(f"teacher_data='same': {type(teacher).__name__} has no random_state, so "
                              f"{self.n_teachers} teachers on the same data would be copies of one; use "
                              f"teacher_data='bootstrap', 'disjoint', 'overlap' or 'auto'")
@@ -196,8 +198,10 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"combine={self.combine!r}: expected one of {', '.join(COMBINE)}")
         if self.teacher_data not in TEACHER_DATA:
             raise ValueError(f"teacher_data={self.teacher_data!r}: expected one of {', '.join(TEACHER_DATA)}")
-        if not isinstance(self.n_teachers, (int, np.integer)) or self.n_teachers < 1:
-            raise ValueError(f"n_teachers={self.n_teachers!r}: expected an integer of at least 1")
+        count = self.n_teachers
+        if not (count == "auto" or (isinstance(count, (int, np.integer)) and not isinstance(count, bool)
+                                    and count >= 1)):
+            raise ValueError(f"n_teachers={count!r}: expected 'auto' or an integer of at least 1")
         overlap = self.overlap
         if isinstance(overlap, bool) or not isinstance(overlap, (int, float, np.number)) or not 0 < overlap <= 1:
             raise ValueError(f"overlap={overlap!r}: expected the share of the training set each teacher sees, "
@@ -249,6 +253,7 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
         x_pool = np.concatenate(pool_parts) if sum(len(p) for p in pool_parts) else None
 
         seeds = Seeds(seed_of(self.random_state))
+        self.n_teachers_ = teacher_count(self.n_teachers, pool=x_pool is not None)
         with as_value_errors():
             epochs, agreement = self._choose_epochs(x_train, given, seeds.subsets)
         base = self._base_teacher(n, epochs)
@@ -265,7 +270,7 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
                 x_pool = x_train
                 self.teachers_, fits, self.pool_labels_, prob_sum = self._cross_fit(base, mode, x_train, given, C,
                                                                                    seeds)
-            targets = student_targets(combine, self.pool_labels_, prob_sum, C, seeds.draws(self.n_teachers))
+            targets = student_targets(combine, self.pool_labels_, prob_sum, C, seeds.draws(self.n_teachers_))
             homophily = graph_homophily(targets, x_pool, neighbors) if neighbors else None
             if self.pool_graph == "auto" and neighbors and np.nanmin(homophily) < POOL_GRAPH_MIN_HOMOPHILY:
                 neighbors = 0  # some class's rows mostly neighbour other classes: spreading would erase it
@@ -279,7 +284,8 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
             proba = self._student_proba(x_train)
             on_pool = class_labels(self.student_, x_pool, C)[0]
         self.diagnostics_ = {"pool": "given" if X_pool is not None or unlabelled.any() else "cross-fitted",
-                             "n_train": n, "n_pool": len(x_pool), "teacher_data": mode, "combine": combine,
+                             "n_train": n, "n_pool": len(x_pool), "n_teachers": self.n_teachers_,
+                             "teacher_data": mode, "combine": combine,
                              "teacher_epochs": getattr(base, "epochs", None) if self._named_teacher() else None,
                              "teacher_epoch_agreement": agreement, "pool_graph": neighbors,
                              "pool_graph_homophily": None if homophily is None else homophily.round(4).tolist(),
@@ -301,12 +307,12 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
 
     def _teach(self, base, mode, x, given, x_pool, C, seeds: Seeds):
         """K teachers on (their subsets of) the training set, and their labels of the pool."""
-        subsets = teacher_subsets(len(x), self.n_teachers, mode, self.overlap, seeds.subsets)
+        subsets = teacher_subsets(len(x), self.n_teachers_, mode, self.overlap, seeds.subsets)
         teachers, fits = [], []
-        labels = np.empty((len(x_pool), self.n_teachers), dtype=np.uint8)
+        labels = np.empty((len(x_pool), self.n_teachers_), dtype=np.uint8)
         prob_sum = np.zeros((len(x_pool), C))
         for k, subset in enumerate(subsets):
-            self._say(f"teacher {k + 1}/{self.n_teachers}")
+            self._say(f"teacher {k + 1}/{self.n_teachers_}")
             rows = subset.numpy()
             teacher, fitted = self._fit_teacher(base, x[rows], given[rows], seeds.teacher(k))
             teachers.append(teacher)
@@ -320,15 +326,16 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
         folds = torch.randperm(len(x), generator=torch.Generator().manual_seed(seeds.subsets + 1))
         folds = [f.numpy() for f in folds.tensor_split(min(self.cv, len(x)))]
         teachers, fits = [], []
-        labels = np.empty((len(x), self.n_teachers), dtype=np.uint8)
+        labels = np.empty((len(x), self.n_teachers_), dtype=np.uint8)
         prob_sum = np.zeros((len(x), C))
         for f, held in enumerate(folds):
             rest = np.setdiff1d(np.arange(len(x)), held)
-            subsets = teacher_subsets(len(rest), self.n_teachers, mode, self.overlap, seeds.subsets + 2 + f)
+            subsets = teacher_subsets(len(rest), self.n_teachers_, mode, self.overlap, seeds.subsets + 2 + f)
             for k, subset in enumerate(subsets):
-                self._say(f"fold {f + 1}/{len(folds)}: teacher {k + 1}/{self.n_teachers}")
+                self._say(f"fold {f + 1}/{len(folds)}: teacher {k + 1}/{self.n_teachers_}")
                 rows = rest[subset.numpy()]
-                teacher, fitted = self._fit_teacher(base, x[rows], given[rows], seeds.teacher(f * self.n_teachers + k))
+                seed = seeds.teacher(f * self.n_teachers_ + k)
+                teacher, fitted = self._fit_teacher(base, x[rows], given[rows], seed)
                 teachers.append(teacher)
                 fits.append(fitted)
                 labels[held, k], probs = class_labels(teacher, x[held], C)
