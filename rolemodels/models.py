@@ -48,10 +48,29 @@ def input_stats(x: torch.Tensor, chunk: int = 65536, per_feature: bool = False) 
     return mean.float().reshape(-1), std.float().reshape(-1)
 
 
+# Columns on one scale (pixels, a signal's samples) share one mean and std: scaling each on its
+# own blows up the rare values of near-constant columns (digits' edge pixels: the estimator's
+# student lost 2.5-5.1 points on compare.py's digits settings). Columns on scales this many times
+# apart (a table's raw columns) each get their own.
+SCALES_APART = 10.0
+
+
 def model_input_stats(name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """input_stats as the registered network `name` standardises: per feature for networks of
-    flat rows (mlp: a table's columns each have their own scale), else as input_stats does."""
-    return input_stats(x, per_feature=name in MODELS and MODELS[name].per_feature)
+    """input_stats as the registered network `name` standardises. A network of flat rows (mlp)
+    standardises each feature on its own when the features' scales (root mean square) are more
+    than SCALES_APART times apart (the largest against the median), else with one mean and std."""
+    if not (name in MODELS and MODELS[name].per_feature):
+        return input_stats(x)
+    mean, std = input_stats(x, per_feature=True)
+    return (mean, std) if scales_apart(mean, std) else input_stats(x)
+
+
+def scales_apart(mean: torch.Tensor, std: torch.Tensor) -> bool:
+    """Whether features with these means and stds [D] are on scales more than SCALES_APART times
+    apart: the largest root mean square against the median one (constant-zero features aside)."""
+    rms = (mean.double() ** 2 + std.double() ** 2).sqrt()
+    varying = rms[rms > 0]
+    return bool(len(varying) and varying.max() > SCALES_APART * varying.median())
 
 
 class FinalLinear(nn.Linear):
@@ -239,8 +258,8 @@ class ModelSpec:
     # of 1-D signals, padded crops and flips of images, none for flat feature vectors (the order of
     # a table's columns means nothing, so there is no shift or flip to make)
     augment: str
-    # Standardised per feature (model_input_stats), not with one mean and std: a table's columns
-    # come on their own scales (one near 5e4 would shrink the others to 1e-5 of their range)
+    # Standardised per feature where its features' scales differ (model_input_stats): a table's raw
+    # columns come on their own scales (one near 5e4 would shrink the others to 1e-5 of their range)
     per_feature: bool = False
 
 

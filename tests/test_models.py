@@ -95,10 +95,15 @@ def test_per_feature_statistics_scale_each_column_and_only_centre_a_constant_one
     assert input_stats(torch.zeros(4, 2, 2, 3))[0].shape == (3,)  # images: per channel
 
 
-def test_only_the_mlp_standardises_per_feature():
-    x = torch.randn(10, 7, 3) * torch.arange(1, 22).reshape(7, 3)
+def test_only_the_mlp_standardises_per_feature_and_only_columns_on_different_scales():
+    x = torch.randn(10, 7, 3) * (10 ** torch.linspace(-2, 3, 21)).reshape(7, 3)  # scales 0.01 to 1,000
     assert model_input_stats("mlp", x)[0].shape == (21,)  # each flattened feature of an example
-    assert model_input_stats("cnn1d", torch.randn(10, 40))[0].shape == (1,)
+    assert model_input_stats("cnn1d", torch.randn(10, 40) * torch.linspace(1, 1e4, 40))[0].shape == (1,)
+    # pixels: one scale, some columns nearly constant; one mean and std keeps their rare values small
+    pixels = torch.randint(0, 17, (50, 64)).float()
+    pixels[:, :8] = 0.0
+    pixels[0, :8] = 3.0
+    assert model_input_stats("mlp", pixels)[0].shape == (1,)
     model = build_model("mlp", (7, 3), 4, 8, *model_input_stats("mlp", x))
     standardised = model[0](x)
     torch.testing.assert_close(standardised.mean(0), torch.zeros(21), atol=1e-5, rtol=0)

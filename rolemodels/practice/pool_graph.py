@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rolemodels.models import scales_apart
+
 ROWS_PER_BLOCK = 2048  # distances are computed this many pool rows at a time (memory: rows x N floats)
 
 
@@ -37,11 +39,15 @@ def knn_graph(x: torch.Tensor, neighbors: int) -> torch.Tensor:
 
 
 def standardized_columns(x: torch.Tensor) -> torch.Tensor:
-    """x float [N, D] with each column at mean 0 and std 1 (a constant column only centred): the
-    graph's distances then weigh every feature alike, not the one on the largest scale."""
+    """x float [N, D] with each column at mean 0 and std 1 (a constant column only centred) when
+    the columns' scales are far apart (models.scales_apart: a table's raw columns), so that the
+    graph's distances weigh every feature alike, not the one on the largest scale; else as it is
+    (pixels on one scale: standardising each would blow up the rare values of near-constant ones)."""
     x = x.double()
-    std = x.std(0, unbiased=False)
-    return (x - x.mean(0)) / torch.where(std > 0, std, torch.ones_like(std))
+    mean, std = x.mean(0), x.std(0, unbiased=False)
+    if not scales_apart(mean, std):
+        return x
+    return (x - mean) / torch.where(std > 0, std, torch.ones_like(std))
 
 
 def graph_homophily(prior: np.ndarray, x: np.ndarray, neighbors: int = 10) -> np.ndarray:
