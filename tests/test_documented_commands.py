@@ -181,6 +181,12 @@ COMMANDS: dict[str, Run | Skip] = {
         Run(lambda done, work: "mean: fit" in done.stdout or pytest.fail(done.stdout), tuple(SMALL)),
     "python experiments/study_decorrelation.py --seeds 2 train.threads=1":
         Skip("the study: about 2 hours on 2 cores; its --help runs below"),
+    "python experiments/compare_practice.py --threads 1":
+        Skip("the practitioner's scoreboard: about an hour on 2 cores; --quick and --markdown run here"),
+    "python experiments/compare_practice.py --markdown":
+        Run(lambda done, work: "| cancer/flip25 |" in done.stdout or pytest.fail(done.stdout)),
+    "python experiments/compare_practice.py --quick":
+        Skip("tests/test_compare_practice.py runs the quick mode and checks its rows"),
     # The README's development section: one benchmark and one setting of the comparison, rerun.
     "python benchmarks/bench_generate.py --package-n 400 --fast-n 2000 --repeats 1":
         Run(lambda done, work: "generate_fast" in done.stdout or pytest.fail(done.stdout)),
