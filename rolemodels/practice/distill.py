@@ -37,10 +37,9 @@ from rolemodels.paper.experiment import (
 from rolemodels.paper.networks import student_architecture
 from rolemodels.practice.fit_checks import degenerate_fit, warn_degenerate
 from rolemodels.practice.label_errors import distillation_diagnostics, suspected_label_errors
-from rolemodels.practice.pool_graph import graph_homophily, spread_over_graph
+from rolemodels.practice.pool_graph import spread_soft_labels
 from rolemodels.practice.recipe import (
     POOL_GRAPH_MAX_ROWS,
-    POOL_GRAPH_MIN_HOMOPHILY,
     bounded_examples,
     graph_neighbors_auto,
     student_examples,
@@ -189,7 +188,7 @@ def run_distill(cfg: DistillConfig, out: str | Path, quiet: bool = False, force:
         fits = [accuracy(work.predict(t, dataset.x_train[s]).argmax(1), noisy[s]) for t, s in zip(teachers, subsets)]
         with work.stage("labelling", times):
             pool_labels, pool_logits = label_pool_with_teachers(work, teachers, dataset.x_pool, out / "pool")
-        targets, graph = student_targets(cfg, teachers, pool_labels, pool_logits, dataset.x_pool, seeds, C, arch.model)
+        targets, graph = pool_targets(cfg, teachers, pool_labels, pool_logits, dataset.x_pool, seeds, C, arch.model)
         job = training_job("student", f"student ({cfg.combine})", arch, cfg.students, dataset.x_pool,
                            len(dataset.x_pool), targets, seeds.ensemble_student(0), dataset, student_stats)
         with work.stage("student", times):
@@ -221,7 +220,7 @@ def run_distill(cfg: DistillConfig, out: str | Path, quiet: bool = False, force:
     return diagnostics
 
 
-def student_targets(cfg: DistillConfig, teachers, pool_labels: torch.Tensor, pool_logits: list, x_pool,
+def pool_targets(cfg: DistillConfig, teachers, pool_labels: torch.Tensor, pool_logits: list, x_pool,
                     seeds: Seeds, C: int, student_model: str):
     """What the student learns on the pool, and what the pool graph did ({"pool_graph", and its
     homophily where it was measured}): soft, the teachers' mean probabilities (spread over the
@@ -233,18 +232,11 @@ def student_targets(cfg: DistillConfig, teachers, pool_labels: torch.Tensor, poo
         return (ensemble if cfg.combine == "vote" else random), {"pool_graph": 0}
     mean = (softmax_sum(pool_logits) / K).numpy()
     neighbors = graph_neighbors_auto("soft", student_model, len(mean)) if cfg.pool_graph < 0 else cfg.pool_graph
-    graph = {"pool_graph": neighbors}
     if neighbors and len(mean) > POOL_GRAPH_MAX_ROWS:
         raise UserError(f"config key pool_graph: the pool has {len(mean):,} rows, and its neighbour graph would cost "
                         f"{len(mean):,}^2 distances; at most {POOL_GRAPH_MAX_ROWS:,} rows (pool_graph=0 turns it off)")
-    if neighbors:
-        x = np.asarray(x_pool, dtype=np.float32)
-        homophily = graph_homophily(mean, x, neighbors)
-        graph["pool_graph_homophily"] = homophily.round(4).tolist()
-        if cfg.pool_graph < 0 and np.nanmin(homophily) < POOL_GRAPH_MIN_HOMOPHILY:
-            graph["pool_graph"] = 0  # some class's rows mostly neighbour other classes: spreading would erase it
-        else:
-            mean = spread_over_graph(mean, x, neighbors)
+    x = np.asarray(x_pool, dtype=np.float32) if neighbors else None
+    mean, graph = spread_soft_labels(mean, x, neighbors, guarded=cfg.pool_graph < 0)
     return fixed_targets(torch.from_numpy(mean.astype(np.float32))), graph
 
 

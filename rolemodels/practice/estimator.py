@@ -36,10 +36,9 @@ from rolemodels.practice.outputs import (
     student_targets,
     unlabelled_rows,
 )
-from rolemodels.practice.pool_graph import graph_homophily, spread_over_graph
+from rolemodels.practice.pool_graph import spread_soft_labels
 from rolemodels.practice.recipe import (
     POOL_GRAPH_MAX_ROWS,
-    POOL_GRAPH_MIN_HOMOPHILY,
     RECIPES,
     STUDENT_BATCH,
     bounded_examples,
@@ -271,12 +270,9 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
                 self.teachers_, fits, self.pool_labels_, prob_sum = self._cross_fit(base, mode, x_train, given, C,
                                                                                    seeds)
             targets = student_targets(combine, self.pool_labels_, prob_sum, C, seeds.draws(self.n_teachers_))
-            homophily = graph_homophily(targets, x_pool, neighbors) if neighbors else None
-            if self.pool_graph == "auto" and neighbors and np.nanmin(homophily) < POOL_GRAPH_MIN_HOMOPHILY:
-                neighbors = 0  # some class's rows mostly neighbour other classes: spreading would erase it
-            if neighbors:
+            targets, graph = spread_soft_labels(targets, x_pool, neighbors, guarded=self.pool_graph == "auto")
+            if graph["pool_graph"]:
                 self._say(f"soft labels spread over the pool's {neighbors}-nearest-neighbour graph")
-                targets = spread_over_graph(targets, x_pool, neighbors)
             self._say(f"student on {len(x_pool):,} examples ({combine})")
             if "random_state" in student.get_params():
                 student.set_params(random_state=seeds.ensemble_student(0) % 2**32)
@@ -287,8 +283,7 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
                              "n_train": n, "n_pool": len(x_pool), "n_teachers": self.n_teachers_,
                              "teacher_data": mode, "combine": combine,
                              "teacher_epochs": getattr(base, "epochs", None) if self._named_teacher() else None,
-                             "teacher_epoch_agreement": agreement, "pool_graph": neighbors,
-                             "pool_graph_homophily": None if homophily is None else homophily.round(4).tolist(),
+                             "teacher_epoch_agreement": agreement, **graph,
                              **distillation_diagnostics(given, proba, fits, self.pool_labels_, C)}
         taught = plurality_vote(torch.from_numpy(self.pool_labels_), C, prob_sum).numpy()
         findings = degenerate_fit(given, proba.argmax(1), fits, taught, on_pool,

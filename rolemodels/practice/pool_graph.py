@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from rolemodels.models import scales_apart
+from rolemodels.practice.recipe import POOL_GRAPH_MIN_HOMOPHILY
 
 ROWS_PER_BLOCK = 2048  # distances are computed this many pool rows at a time (memory: rows x N floats)
 
@@ -50,14 +51,21 @@ def standardized_columns(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / torch.where(std > 0, std, torch.ones_like(std))
 
 
-def graph_homophily(prior: np.ndarray, x: np.ndarray, neighbors: int = 10) -> np.ndarray:
+def neighbour_graph(x: np.ndarray, neighbors: int) -> torch.Tensor:
+    """knn_graph of the rows of x ([N, ...], flattened, columns scaled by standardized_columns)."""
+    return knn_graph(standardized_columns(torch.from_numpy(np.asarray(x, dtype=np.float64).reshape(len(x), -1))),
+                     neighbors)
+
+
+def graph_homophily(prior: np.ndarray, x: np.ndarray, neighbors: int = 10,
+                    graph: torch.Tensor | None = None) -> np.ndarray:
     """For each class of the prior's most probable labels (prior float [N, C]), the share of its
-    rows' graph neighbours (x [N, ...], as spread_over_graph builds the graph) that the prior puts
-    in the same class: float64 [C], NaN for a class no row has. Spreading assumes neighbours share
-    a class; a class whose rows mostly neighbour other classes would be spread away."""
+    rows' graph neighbours (x [N, ...], as spread_over_graph builds the graph; or `graph`, built
+    already) that the prior puts in the same class: float64 [C], NaN for a class no row has.
+    Spreading assumes neighbours share a class; a class whose rows mostly neighbour other classes
+    would be spread away."""
     labels = torch.from_numpy(np.asarray(prior).argmax(1))
-    rows = standardized_columns(torch.from_numpy(np.asarray(x, dtype=np.float64).reshape(len(labels), -1)))
-    edges = knn_graph(rows, neighbors).indices()
+    edges = (neighbour_graph(x, neighbors) if graph is None else graph).indices()
     num_classes = np.asarray(prior).shape[1]
     same = (labels[edges[0]] == labels[edges[1]]).double()
     total = torch.bincount(labels[edges[0]], minlength=num_classes).double()
@@ -66,11 +74,11 @@ def graph_homophily(prior: np.ndarray, x: np.ndarray, neighbors: int = 10) -> np
 
 
 def spread_over_graph(prior: np.ndarray, x: np.ndarray, neighbors: int = 10, alpha: float = 0.8,
-                      steps: int = 30) -> np.ndarray:
+                      steps: int = 30, graph: torch.Tensor | None = None) -> np.ndarray:
     """The prior's class probabilities (float [N, C], rows summing to 1) spread over the kNN
-    graph of the inputs x ([N, ...], flattened, each feature standardised): F <- alpha S F +
-    (1 - alpha) prior, `steps` times from F = prior, then each row renormalised. alpha = 0 returns
-    the prior."""
+    graph of the inputs x ([N, ...], flattened, columns scaled as standardized_columns does; or
+    `graph`, built already): F <- alpha S F + (1 - alpha) prior, `steps` times from F = prior,
+    then each row renormalised. alpha = 0 returns the prior."""
     if not 0 <= alpha < 1:
         raise ValueError(f"alpha={alpha!r}: expected 0 <= alpha < 1 (1 would forget the prior)")
     if neighbors < 1:
@@ -78,9 +86,23 @@ def spread_over_graph(prior: np.ndarray, x: np.ndarray, neighbors: int = 10, alp
     p = torch.from_numpy(np.asarray(prior, dtype=np.float64))
     if len(p) < 2 or alpha == 0:
         return p.numpy().copy()
-    rows = standardized_columns(torch.from_numpy(np.asarray(x, dtype=np.float64).reshape(len(p), -1)))
-    graph = knn_graph(rows, neighbors)
+    graph = neighbour_graph(x, neighbors) if graph is None else graph
     f = p.clone()
     for _ in range(steps):
         f = alpha * torch.sparse.mm(graph, f) + (1 - alpha) * p
     return (f / f.sum(1, keepdim=True)).numpy()
+
+
+def spread_soft_labels(prior: np.ndarray, x: np.ndarray, neighbors: int, guarded: bool) -> tuple[np.ndarray, dict]:
+    """The practitioner's pool graph, one graph for both steps: its homophily measured, then the
+    prior (float [N, C]) spread over it, unless `guarded` (pool_graph="auto") and some class's
+    homophily is under POOL_GRAPH_MIN_HOMOPHILY (spreading would erase that class). Returns the
+    targets and {"pool_graph": the neighbours spread over (0: none), "pool_graph_homophily": [C]}."""
+    if not neighbors or len(prior) < 2:
+        return prior, {"pool_graph": 0, "pool_graph_homophily": None}
+    graph = neighbour_graph(x, neighbors)
+    homophily = graph_homophily(prior, x, neighbors, graph=graph)
+    found = {"pool_graph": neighbors, "pool_graph_homophily": homophily.round(4).tolist()}
+    if guarded and np.nanmin(homophily) < POOL_GRAPH_MIN_HOMOPHILY:
+        return prior, {**found, "pool_graph": 0}
+    return spread_over_graph(prior, x, neighbors, graph=graph), found
