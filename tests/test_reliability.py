@@ -92,6 +92,8 @@ for section in ("teachers", "students"):  # the training recipe of each
         f"{section}.loss": [("focal", f"config key {section}.loss", ())],
         f"{section}.gce_q": [("0", f"config key {section}.gce_q", ()), ("1.5", f"config key {section}.gce_q", ()),
                              ("nan", f"config key {section}.gce_q", ())],
+        f"{section}.gce_warmup": [("1", f"config key {section}.gce_warmup", ()),
+                                  ("-0.1", f"config key {section}.gce_warmup", ())],
     })
 
 

@@ -1,6 +1,7 @@
 """The training loop: learning, determinism by seed, checkpoint and resume, precision, prediction."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -347,6 +348,32 @@ def test_slice_loss_is_cross_entropy_by_default_and_gce_when_asked():
     assert torch.allclose(slice_loss(logits, y, len(y), SINGLE, "gce"), generalized_cross_entropy(logits, y))
     assert torch.allclose(slice_loss(logits, y, len(y), SINGLE, "gce", 0.9), generalized_cross_entropy(logits, y, 0.9))
     assert not torch.allclose(generalized_cross_entropy(logits, y, 0.9), generalized_cross_entropy(logits, y))
+
+
+def test_gce_warmup_trains_its_first_steps_on_cross_entropy_then_gce():
+    x, y = separable_problem()
+    spec = FitSpec(epochs=4, batch_size=32, lr=3e-2, loss="gce")  # 3 steps an epoch, 12 in all
+    assert [spec.loss_at(s, 12) for s in (0, 11)] == ["gce", "gce"]
+    warm = dataclasses.replace(spec, gce_warmup=0.25)
+    assert [warm.loss_at(s, 12) for s in (0, 2, 3, 11)] == ["cross_entropy"] * 2 + ["gce"] * 2  # 3 steps of 12
+    assert dataclasses.replace(warm, loss="cross_entropy").loss_at(11, 12) == "cross_entropy"
+
+    def trained(recipe: FitSpec) -> torch.nn.Module:
+        return fit(new_model(0), x, fixed_targets(y), recipe, seed=0, device=CPU)
+
+    ce = trained(dataclasses.replace(spec, loss="cross_entropy"))
+    gce, warmed = trained(spec), trained(warm)
+    # a warm-up over every step is cross-entropy itself, one over none gce itself
+    assert same_weights(trained(dataclasses.replace(spec, gce_warmup=0.99)), ce)
+    assert same_weights(trained(dataclasses.replace(spec, gce_warmup=0.0)), gce)
+    assert not same_weights(warmed, ce) and not same_weights(warmed, gce)
+
+
+@pytest.mark.parametrize("warmup", [1.0, -0.1, True, "0.1"])
+def test_a_gce_warmup_outside_0_to_1_is_refused(warmup):
+    x, y = separable_problem()
+    with pytest.raises(UserError, match="gce_warmup"):
+        fit(new_model(0), x, fixed_targets(y), FitSpec(loss="gce", gce_warmup=warmup), seed=0, device=CPU)
 
 
 def test_fit_with_gce_learns_and_differs_from_cross_entropy():

@@ -77,6 +77,17 @@ def test_stacked_models_train_on_gce_with_the_recipes_q_as_alone():
     assert max_difference(stacked[0], other_q) > 1e-2  # q reached the loss (measured: 0.047)
 
 
+def test_stacked_models_warm_up_on_cross_entropy_as_alone():
+    x = signals()
+    spec = dataclasses.replace(SGD, loss="gce", gce_q=0.3, gce_warmup=0.5)
+    alone, stacked = alone_and_stacked(spec, [x, x], [labels(k) for k in range(2)])
+    for a, s in zip(alone, stacked):
+        assert max_difference(a, s) < 1e-4
+    cold = fit(net(0), x, fixed_targets(labels(0)), dataclasses.replace(spec, gce_warmup=0.0), seed=10,
+               device="cpu", precision="fp32")
+    assert max_difference(stacked[0], cold) > 1e-2  # the warm-up reached the stacked loop
+
+
 def test_models_with_their_own_inputs_and_soft_labels_train_as_alone():
     xs = [signals(seed=k) for k in range(3)]
     soft = [torch.softmax(torch.randn(N, 4, generator=torch.Generator().manual_seed(k)), 1) for k in range(3)]

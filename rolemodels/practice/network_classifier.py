@@ -55,17 +55,18 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
     input_shape: one example's shape when X holds flat rows (e.g. (28, 28, 1) for a cnn2d),
     default X.shape[1:]. epochs, min_examples (at least this many examples seen, in whole
     passes), batch_size, optimizer, lr, momentum, weight_decay, schedule, augment, augment_size,
-    loss, gce_q: the recipe (`FitSpec`; augment: none | crop_flip | shift | auto, on every training
-    batch; loss: cross_entropy | gce, generalised cross-entropy, which does not fit wrong labels, so
-    a teacher trained on it is a learner, not a sampler; gce_q: its q in (0, 1], 0.7 by default);
+    loss, gce_q, gce_warmup: the recipe (`FitSpec`; augment: none | crop_flip | shift | auto, on
+    every training batch; loss: cross_entropy | gce, generalised cross-entropy, which does not fit
+    wrong labels, so a teacher trained on it is a learner, not a sampler; gce_q: its q in (0, 1],
+    0.7 by default; gce_warmup: the share of the steps on cross-entropy before gce, 0 by default);
     random_state: initial weights and batch order; device: auto | cpu | cuda | cuda:N;
     precision: auto | bf16 | fp32 for training (predict_proba computes in float64).
     """
 
     def __init__(self, model="mlp", *, width=0, input_shape=None, epochs=30, min_examples=60_000, batch_size=128,
                  optimizer="adamw", lr=3e-3, momentum=0.9, weight_decay=0.0, schedule="onecycle", augment="none",
-                 augment_size=0, loss="cross_entropy", gce_q=FitSpec.gce_q, random_state=None, device="auto",
-                 precision="auto"):
+                 augment_size=0, loss="cross_entropy", gce_q=FitSpec.gce_q, gce_warmup=FitSpec.gce_warmup,
+                 random_state=None, device="auto", precision="auto"):
         self.model = model
         self.width = width
         self.input_shape = input_shape
@@ -81,6 +82,7 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
         self.augment_size = augment_size
         self.loss = loss
         self.gce_q = gce_q
+        self.gce_warmup = gce_warmup
         self.random_state = random_state
         self.device = device
         self.precision = precision
@@ -126,7 +128,7 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
             spec = FitSpec(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
                            momentum=self.momentum, weight_decay=self.weight_decay, schedule=self.schedule,
                            augment=self.augment, augment_size=self.augment_size, min_examples=self.min_examples,
-                           loss=self.loss, gce_q=self.gce_q,
+                           loss=self.loss, gce_q=self.gce_q, gce_warmup=self.gce_warmup,
                            ).for_model(self.model if isinstance(self.model, str) else "")  # auto: its usual one
             fit(self.model_, inputs, fixed_targets(targets), spec, seed=seed, device=self.device_,
                 precision=self.precision)

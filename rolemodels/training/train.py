@@ -229,7 +229,8 @@ def fit(model: nn.Module, x: torch.Tensor, targets: Targets | LabelsFromInputs, 
                 else:
                     yb = targets(idx, epoch).to(device, non_blocking=True)
                 logits = forward(xb)
-            loss = slice_loss(logits, yb, total, world, spec.loss, spec.gce_q)
+            loss_name = spec.loss_at(epoch * steps_per_epoch + step, epochs * steps_per_epoch)
+            loss = slice_loss(logits, yb, total, world, loss_name, spec.gce_q)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

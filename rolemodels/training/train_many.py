@@ -199,7 +199,8 @@ def fit_many(models: list[nn.Module], tasks: list[FitTask], *, device: DeviceLik
                 yb = torch.stack([task.targets(idx[k], epoch).to(device, non_blocking=True)
                                   for k, task in enumerate(tasks)])
                 logits = stacked(xb)  # [K, B, C]
-            losses = vmap(lambda lk, yk: mean_loss(lk, yk, spec.loss, spec.gce_q))(logits, yb)  # [K]
+            loss_name = spec.loss_at(epoch * steps_per_epoch + first // spec.batch_size, epochs * steps_per_epoch)
+            losses = vmap(lambda lk, yk, name=loss_name: mean_loss(lk, yk, name, spec.gce_q))(logits, yb)  # [K]
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()  # model k's gradient is that of its own loss alone
             opt.step()
