@@ -2,26 +2,33 @@
 from __future__ import annotations
 
 import numpy as np
+from sota_methods import SOTA_LABELS
 
 from rolemodels.method.metrics import summarize
 
 # The table's columns, in order; the references train on the clean labels and are never "first".
 METHOD_LABELS = {
     "ours": "RoleModelClassifier() with its defaults (n_teachers='auto': 10 with a pool, 3 a fold without)",
-    "ours-k10": "RoleModelClassifier(n_teachers=10): the cost study (the default with a pool; without one, the default "
-                "until 2026-12-06; computed where there is no pool)",
     "ours-k5": "RoleModelClassifier(n_teachers=5): the cost study",
     "ours-k3": "RoleModelClassifier(n_teachers=3): the cost study",
+    "ours-k2": "RoleModelClassifier(n_teachers=2): the cost study",
+    "ours-k1": "RoleModelClassifier(n_teachers=1): the cost study (without a pool, one teacher a fold)",
     "logreg": "StandardScaler + LogisticRegression on the noisy labels",
     "gbm": "HistGradientBoostingClassifier on the noisy labels",
     "cleanlab-logreg": "cleanlab CleanLearning around logreg (5 folds)",
     "cleanlab-gbm": "cleanlab CleanLearning around gbm (5 folds)",
-    "gce-mlp": "one mlp on GCE (q 0.8, 30 epochs, >= 10,000 examples): ours' teacher",
+    "gce-mlp": "one mlp on GCE (q 0.8, the first 10% of steps on cross-entropy, 30 epochs, >= 10,000 examples): "
+               "ours' teacher",
     "plain-mlp": "one mlp on cross-entropy, NetworkClassifier's defaults: the paper's teacher",
     "clean-mlp": "reference: plain-mlp on the clean labels",
     "clean-logreg": "reference: logreg on the clean labels",
 }
+METHOD_LABELS.update(SOTA_LABELS)
 REFERENCES = ("clean-mlp", "clean-logreg")
+# The field's methods (experiments/baselines) have their own table; their practitioner rows count
+# for "first", their oracle rows (the paper's values for the true noise) do not.
+SOTA = tuple(SOTA_LABELS)
+ORACLES = tuple(m for m in SOTA if m.endswith("-oracle"))
 
 
 def grouped(rows: list[dict]) -> dict[str, dict[str, list[dict]]]:
@@ -44,7 +51,8 @@ def seconds(value: float) -> str:
 def standing(acc: dict[str, dict]) -> tuple[str, str]:
     """(the first method among those on the noisy labels, ours' mark): "" first, "≈" within one
     std (the first's, over seeds) of the first, "✗" further behind."""
-    compared = {m: s for m, s in acc.items() if m not in REFERENCES and not m.startswith("ours-")}
+    compared = {m: s for m, s in acc.items()
+                if m not in REFERENCES + ORACLES and not m.startswith("ours-")}
     first = max(compared, key=lambda m: compared[m]["mean"])
     if "ours" not in acc or first == "ours":
         return first, ""
@@ -55,7 +63,7 @@ def standing(acc: dict[str, dict]) -> tuple[str, str]:
 def accuracy_table(results: dict) -> str:
     """One row per setting: each method's clean test accuracy (%, mean ± std over seeds), ours'
     seconds a fit and their ratio to one GCE mlp's, and which method is first."""
-    methods = list(METHOD_LABELS)
+    methods = [m for m in METHOD_LABELS if m not in SOTA]
     lines = ["| setting | noise | " + " | ".join(methods) + " | ours s | × gce-mlp | first |",
              "|---|---|" + "---|" * len(methods) + "---|---|---|"]
     for setting, by_method in grouped(results["rows"]).items():
@@ -68,6 +76,37 @@ def accuracy_table(results: dict) -> str:
         ratio = f"{ours_s / gce_s:.0f}×" if ours_s is not None and gce_s else "–"
         lines.append(f"| {setting} | {100 * np.mean(rates):.1f}% | " + " | ".join(cells)
                      + f" | {seconds(ours_s) if ours_s is not None else '–'} | {ratio} | {first} |")
+    return "\n".join(lines)
+
+
+def sota_table(results: dict) -> str:
+    """The field's methods beside ours, per setting: accuracy (%, mean ± std), seconds a fit, and
+    their flags' precision / recall against the truly flipped labels; the first among every
+    method but the references, the cost study and the oracles, and ours' rank among them."""
+    lines = ["| setting | ours | " + " | ".join(SOTA) + " | first | ours' rank |",
+             "|---|---|" + "---|" * len(SOTA) + "---|---|"]
+    for setting, by_method in grouped(results["rows"]).items():
+        if not any(m in by_method for m in SOTA):
+            continue
+        acc = {m: summarize([r["accuracy"] for r in rs]) for m, rs in by_method.items()}
+        first, _ = standing(acc)
+        counted = [m for m in acc if m not in REFERENCES + ORACLES and not m.startswith("ours-")]
+        rank = 1 + sum(acc[m]["mean"] > acc["ours"]["mean"] for m in counted) if "ours" in acc else None
+        cells = []
+        for m in SOTA:
+            rs = by_method.get(m)
+            if not rs:
+                cells.append("–")
+                continue
+            flags = [(r.get("flag_precision"), r.get("flag_recall")) for r in rs]
+            known = [(p, q) for p, q in flags if p is not None and q is not None]
+            flag = (f"; flags {np.mean([p for p, _ in known]):.2f}/{np.mean([q for _, q in known]):.2f}"
+                    if known else "")
+            cells.append(f"{pm(acc[m])} ({seconds(float(np.mean([r['seconds'] for r in rs])))} s{flag})")
+        ours = f"{pm(acc['ours'])} ({seconds(float(np.mean([r['seconds'] for r in by_method['ours']])))} s)" \
+            if "ours" in acc else "–"
+        lines.append(f"| {setting} | {ours} | " + " | ".join(cells)
+                     + f" | {first} | {rank if rank is not None else '–'} of {len(counted)} |")
     return "\n".join(lines)
 
 
@@ -106,5 +145,10 @@ def markdown(results: dict) -> str:
             f"{' (--quick: tiny sizes, not a result)' if results.get('quick') else ''}. ours: ≈ within one std of "
             f"the first, ✗ further behind; references (clean-*) and the cost study's rows (ours-k*) are never first.")
     legend = "\n".join(f"- `{name}`: {label}" for name, label in METHOD_LABELS.items())
-    return "\n\n".join([head, accuracy_table(results), "Ours' teachers, beside one plain model:",
-                        teacher_table(results), legend])
+    parts = [head, accuracy_table(results), "Ours' teachers, beside one plain model:", teacher_table(results)]
+    sota = sota_table(results)
+    if sota.count("\n") > 1:
+        parts += ["The field's methods beside ours (experiments/baselines; accuracy %, seconds a fit, flags: "
+                  "precision/recall of the labels each judged wrong against the truly flipped ones; the oracle "
+                  "rows, which need the true noise, never count as first):", sota]
+    return "\n\n".join(parts + [legend])
