@@ -8,10 +8,10 @@ from rolemodels.method.metrics import summarize
 
 # The table's columns, in order; the references train on the clean labels and are never "first".
 METHOD_LABELS = {
-    "ours": "RoleModelClassifier() with its defaults (n_teachers='auto': 10 with a pool, 3 a fold without)",
+    "ours": "RoleModelClassifier() with its defaults (n_teachers='auto': 10 with a pool, 2 a fold without)",
     "ours-k5": "RoleModelClassifier(n_teachers=5): the cost study",
-    "ours-k3": "RoleModelClassifier(n_teachers=3): the cost study",
-    "ours-k2": "RoleModelClassifier(n_teachers=2): the cost study",
+    "ours-k3": "RoleModelClassifier(n_teachers=3): the cost study (without a pool, the default until 2026-12-06)",
+    "ours-k2": "RoleModelClassifier(n_teachers=2): the cost study (without a pool, the default)",
     "ours-k1": "RoleModelClassifier(n_teachers=1): the cost study (without a pool, one teacher a fold)",
     "logreg": "StandardScaler + LogisticRegression on the noisy labels",
     "gbm": "HistGradientBoostingClassifier on the noisy labels",

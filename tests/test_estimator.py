@@ -411,16 +411,16 @@ def test_the_auto_pool_graph_leaves_a_minority_class_that_its_neighbours_would_e
     assert forced.diagnostics_["pool_graph"] == 10  # an explicit k is the user's to choose
 
 
-def test_auto_teachers_are_ten_with_a_pool_and_three_a_fold_without():
+def test_auto_teachers_are_ten_with_a_pool_and_two_a_fold_without():
     from rolemodels.practice.recipe import teacher_count
 
     assert [teacher_count("auto", pool=True), teacher_count("auto", pool=False), teacher_count(4, pool=False)] == \
-        [10, 3, 4]
+        [10, 2, 4]
     X, y = small_problem()
     lr = LogisticRegression(max_iter=200)
-    crossed = RoleModelClassifier(lr, quick(), cv=2, random_state=0).fit(X, y)
-    assert len(crossed.teachers_) == 6 and crossed.pool_labels_.shape == (240, 3)  # 2 folds x 3 teachers
-    assert crossed.diagnostics_["n_teachers"] == 3
+    crossed = RoleModelClassifier(lr, quick(), cv=3, random_state=0).fit(X, y)
+    assert len(crossed.teachers_) == 6 and crossed.pool_labels_.shape == (240, 2)  # 3 folds x 2 teachers
+    assert crossed.diagnostics_["n_teachers"] == 2
     given = RoleModelClassifier(lr, quick(), random_state=0).fit(X[:160], y[:160], X_pool=X[160:])
     assert len(given.teachers_) == 10 and given.diagnostics_["n_teachers"] == 10
     # the same fits as asking for that many: the seeds follow the teachers' count, not how it was set

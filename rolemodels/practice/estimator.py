@@ -63,7 +63,7 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
     teacher: a network of the registry by name ("mlp", "cnn1d", ...), a factory
     (input_shape, num_classes) -> nn.Module, a NetworkClassifier, or any scikit-learn classifier
     (cloned n_teachers times, each with its own random_state). It must fit its noisy labels.
-    n_teachers: "auto" (10 with a pool; without one, 3 for each cross-fitting fold) or an integer.
+    n_teachers: "auto" (10 with a pool; without one, 2 for each cross-fitting fold) or an integer.
     student: None (a NetworkClassifier of the teacher's architecture, or an mlp for other
     teachers, that sees at least 200,000 examples and 4 passes over the pool, at most 64 passes
     of a small one), a name, a factory, or any classifier. combine: "auto" (the default: "soft" for the
