@@ -424,8 +424,8 @@ def test_auto_teachers_are_ten_with_a_pool_and_two_a_fold_without():
     given = RoleModelClassifier(lr, quick(), random_state=0).fit(X[:160], y[:160], X_pool=X[160:])
     assert len(given.teachers_) == 10 and given.diagnostics_["n_teachers"] == 10
     # the same fits as asking for that many: the seeds follow the teachers' count, not how it was set
-    three = RoleModelClassifier(lr, quick(), n_teachers=3, cv=2, random_state=0).fit(X, y)
-    assert np.array_equal(three.pool_labels_, crossed.pool_labels_)
+    two = RoleModelClassifier(lr, quick(), n_teachers=2, cv=3, random_state=0).fit(X, y)
+    assert np.array_equal(two.pool_labels_, crossed.pool_labels_)
     for bad in ("some", 0, True, 2.5):
         with pytest.raises(ValueError, match="n_teachers=.*expected 'auto' or an integer"):
             RoleModelClassifier(lr, quick(), n_teachers=bad).fit(X, y)
