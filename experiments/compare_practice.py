@@ -322,6 +322,7 @@ def ours(s: Setting, **chosen) -> dict:
 METHODS = {
     "ours": ours,
     # the cost study: other teacher counts (without a pool, each of the 5 folds trains this many)
+    "ours-k10": lambda s: ours(s, n_teachers=10),
     "ours-k5": lambda s: ours(s, n_teachers=5),
     "ours-k3": lambda s: ours(s, n_teachers=3),
     "ours-k2": lambda s: ours(s, n_teachers=2),

@@ -8,9 +8,11 @@ from rolemodels.method.metrics import summarize
 
 # The table's columns, in order; the references train on the clean labels and are never "first".
 METHOD_LABELS = {
-    "ours": "RoleModelClassifier() with its defaults (n_teachers='auto': 10 with a pool, 2 a fold without)",
+    "ours": "RoleModelClassifier() with its defaults (n_teachers='auto': with a pool 3 mlps, 2 a fold without)",
+    "ours-k10": "RoleModelClassifier(n_teachers=10): the cost study (with a pool, the default until 2026-12-06)",
     "ours-k5": "RoleModelClassifier(n_teachers=5): the cost study",
-    "ours-k3": "RoleModelClassifier(n_teachers=3): the cost study (without a pool, the default until 2026-12-06)",
+    "ours-k3": "RoleModelClassifier(n_teachers=3): the cost study (with a pool, the default for an mlp; without one, "
+               "the default until 2026-12-06)",
     "ours-k2": "RoleModelClassifier(n_teachers=2): the cost study (without a pool, the default)",
     "ours-k1": "RoleModelClassifier(n_teachers=1): the cost study (without a pool, one teacher a fold)",
     "logreg": "StandardScaler + LogisticRegression on the noisy labels",

@@ -200,13 +200,16 @@ def test_distill_takes_the_estimators_recipe_from_the_one_place_it_is_kept(tmp_p
     for key, value in recipe.items():
         expected = bounded_examples(value, 200) if key == "min_examples" else value
         assert getattr(cfg.teachers, key) == expected, key
-    assert cfg.teachers.model == "mlp" and cfg.combine == "soft"
+    assert cfg.teachers.model == "mlp" and cfg.combine == "soft" and cfg.teachers.gce_warmup == 0.1
+    assert cfg.teachers.count == 3  # the estimator's n_teachers="auto" for an mlp with a pool
     assert cfg.students.min_examples == student_examples(400) and cfg.students.augment == cfg.teachers.augment
     mine = resolved(load_distill_config(InputFiles(data=str(tmp_path / "mine.npz")),
-                                        ["teachers.epochs=7", "students.min_examples=500", "combine=vote"]), data)
+                                        ["teachers.epochs=7", "students.min_examples=500", "combine=vote",
+                                         "teachers.count=5"]), data)
     assert (mine.teachers.epochs, mine.students.min_examples, mine.combine) == (7, 500, "vote")  # overrides win
+    assert mine.teachers.count == 5
     paper = resolved(load_distill_config(InputFiles(data=str(tmp_path / "mine.npz")), recipe="paper"), data)
-    assert (paper.teachers.loss, paper.combine) == ("cross_entropy", "vote")
+    assert (paper.teachers.loss, paper.combine, paper.teachers.count) == ("cross_entropy", "vote", 10)
 
 
 def test_stuck_teachers_are_reported_not_explained_away(tmp_path, capsys):

@@ -411,11 +411,17 @@ def test_the_auto_pool_graph_leaves_a_minority_class_that_its_neighbours_would_e
     assert forced.diagnostics_["pool_graph"] == 10  # an explicit k is the user's to choose
 
 
-def test_auto_teachers_are_ten_with_a_pool_and_two_a_fold_without():
+def test_auto_teachers_are_ten_with_a_pool_three_generic_networks_and_two_a_fold_without():
     from rolemodels.practice.recipe import teacher_count
 
     assert [teacher_count("auto", pool=True), teacher_count("auto", pool=False), teacher_count(4, pool=False)] == \
         [10, 2, 4]
+    # with a pool: 3 of the robust recipe's generic networks; the preset networks, the paper's
+    # recipe and teachers that are not registry networks keep the paper's 10
+    assert [teacher_count("auto", True, "mlp"), teacher_count("auto", True, "cnn2d"),
+            teacher_count("auto", True, "cnn1d"), teacher_count("auto", True, "cnn2d_wide"),
+            teacher_count("auto", True, "mlp", recipe="paper"), teacher_count("auto", True, "knn"),
+            teacher_count(7, True, "mlp"), teacher_count("auto", False, "cnn1d")] == [3, 3, 10, 10, 10, 10, 7, 2]
     X, y = small_problem()
     lr = LogisticRegression(max_iter=200)
     crossed = RoleModelClassifier(lr, quick(), cv=3, random_state=0).fit(X, y)

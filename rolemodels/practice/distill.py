@@ -43,6 +43,7 @@ from rolemodels.practice.recipe import (
     bounded_examples,
     graph_neighbors_auto,
     student_examples,
+    teacher_count,
     teacher_recipe,
 )
 from rolemodels.practice.student import Student, student_state
@@ -149,6 +150,8 @@ def resolved(cfg: DistillConfig, data: UserData) -> DistillConfig:
     for key, value in settings.items():
         if free(f"teachers.{key}"):
             setattr(cfg.teachers, key, value)
+    if free("teachers.count"):  # the estimator's n_teachers="auto" with a pool
+        cfg.teachers.count = teacher_count("auto", pool=True, network=cfg.teachers.model, recipe=cfg.recipe)
     if free("students.min_examples"):
         cfg.students.min_examples = student_examples(len(data.x_pool))
     if free("students.augment"):  # the student is augmented as its teachers are

@@ -63,7 +63,8 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
     teacher: a network of the registry by name ("mlp", "cnn1d", ...), a factory
     (input_shape, num_classes) -> nn.Module, a NetworkClassifier, or any scikit-learn classifier
     (cloned n_teachers times, each with its own random_state). It must fit its noisy labels.
-    n_teachers: "auto" (10 with a pool; without one, 2 for each cross-fitting fold) or an integer.
+    n_teachers: "auto" (with a pool 10, or 3 for the robust recipe's generic networks such as mlp;
+    without one, 2 for each cross-fitting fold) or an integer.
     student: None (a NetworkClassifier of the teacher's architecture, or an mlp for other
     teachers, that sees at least 200,000 examples and 4 passes over the pool, at most 64 passes
     of a small one), a name, a factory, or any classifier. combine: "auto" (the default: "soft" for the
@@ -252,7 +253,9 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
         x_pool = np.concatenate(pool_parts) if sum(len(p) for p in pool_parts) else None
 
         seeds = Seeds(seed_of(self.random_state))
-        self.n_teachers_ = teacher_count(self.n_teachers, pool=x_pool is not None)
+        self.n_teachers_ = teacher_count(self.n_teachers, pool=x_pool is not None,
+                                         network=self.teacher if isinstance(self.teacher, str) else None,
+                                         recipe=self.recipe)
         with as_value_errors():
             epochs, agreement = self._choose_epochs(x_train, given, seeds.subsets)
         base = self._base_teacher(n, epochs)
