@@ -141,3 +141,9 @@ def test_settings_cover_what_the_scoreboard_promises():
     assert {d for d, _ in practice.SETTINGS} == set(practice.DATA)
     T = practice.lookalike_matrix()
     assert np.allclose(T.sum(1), 1) and np.allclose(T, T.T) and T[6, 0] == pytest.approx(0.28)
+
+
+def test_the_page_holds_exactly_what_the_results_print():
+    """docs/compare.md's practitioner tables are regenerated from docs/data/compare_practice.json."""
+    results = json.loads(practice.RESULTS.read_text())
+    assert practice.markdown(results) in (ROOT / "docs" / "compare.md").read_text()
