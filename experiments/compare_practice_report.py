@@ -112,6 +112,32 @@ def sota_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def cost_cell(rows: list[dict] | None) -> str:
+    """"accuracy ± std in seconds" of one method's rows (one a seed), or "–"."""
+    if not rows:
+        return "–"
+    return f"{pm(summarize([r['accuracy'] for r in rows]))} in {seconds(float(np.mean([r['seconds'] for r in rows])))} s"
+
+
+def cost_table(results: dict) -> str:
+    """The cost study: the default's accuracy (%, mean ± std) and seconds a fit with each number of
+    teachers measured (a fold's, without a pool), beside one GCE mlp's seconds."""
+    counts = [m for m in METHOD_LABELS if m.startswith("ours-k")]
+    lines = ["| setting | pool | " + " | ".join(f"K = {m[6:]}" for m in counts) + " | default's K | one GCE mlp |",
+             "|---|---|" + "---|" * len(counts) + "---|---|"]
+    for setting, by_method in grouped(results["rows"]).items():
+        if not any(m in by_method for m in counts):
+            continue
+        ours = by_method.get("ours", [])
+        pool = "yes" if ours and ours[0]["n_pool"] and ours[0].get("pool") == "given" else "no"
+        chosen = sorted({len(r["teacher_accuracy"]) // (1 if pool == "yes" else 5) for r in ours})
+        gce = by_method.get("gce-mlp", [])
+        gce_s = f"{seconds(float(np.mean([r['seconds'] for r in gce])))} s" if gce else "–"
+        lines.append(f"| {setting} | {pool} | " + " | ".join(cost_cell(by_method.get(m)) for m in counts)
+                     + f" | {', '.join(map(str, chosen)) or '–'} | {gce_s} |")
+    return "\n".join(lines)
+
+
 def teacher_table(results: dict) -> str:
     """Ours' parts per setting: its teachers' test accuracy (the weakest, the mean), their vote,
     one plain mlp's beside them, and the warnings its fits gave (over seeds)."""
@@ -147,7 +173,10 @@ def markdown(results: dict) -> str:
             f"{' (--quick: tiny sizes, not a result)' if results.get('quick') else ''}. ours: ≈ within one std of "
             f"the first, ✗ further behind; references (clean-*) and the cost study's rows (ours-k*) are never first.")
     legend = "\n".join(f"- `{name}`: {label}" for name, label in METHOD_LABELS.items())
-    parts = [head, accuracy_table(results), "Ours' teachers, beside one plain model:", teacher_table(results)]
+    parts = [head, accuracy_table(results), "Ours' teachers, beside one plain model:", teacher_table(results),
+             "The cost study: the default with K teachers (a fold, without a pool; accuracy %, seconds a fit "
+             "beside other runs, so only roughly comparable: K = 3 without a pool ran beside two other jobs; "
+             "docs/benchmarks.md has the default's measured alone):", cost_table(results)]
     sota = sota_table(results)
     if sota.count("\n") > 1:
         parts += ["The field's methods beside ours (experiments/baselines; accuracy %, seconds a fit, flags: "
