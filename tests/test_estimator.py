@@ -103,6 +103,7 @@ def test_your_own_module_can_be_the_network():
                                                          torch.nn.Linear(16, classes))
     clf = RoleModelClassifier(factory, quick(), n_teachers=2, random_state=0).fit(X[:160], y[:160], X_pool=X[160:])
     assert clf.score(X, y) > 0.8
+    assert clf.teachers_[0].gce_warmup == 0.0  # the warm-up was measured on the registry's networks only
     with pytest.raises(ValueError, match="NetworkClassifier"):
         RoleModelClassifier(quick(), LogisticRegression(), n_teachers=2).fit(X[:160], y[:160], X_pool=X[160:]) \
             .save_student("never.pt")

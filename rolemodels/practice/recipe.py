@@ -92,6 +92,10 @@ def teacher_recipe(recipe: str, network) -> dict:
     settings = dict(RECIPES[recipe])
     if recipe == "robust" and isinstance(network, str):
         settings.update(ROBUST_BY_NETWORK.get(network, {}))
+    elif recipe == "robust":  # your own factory: GCE from the first step, as before the warm-up
+        # (measured on the registry's mlp only; a 16-unit factory network on clean, easy labels
+        # fitted 86-91% of them with it on 3 seeds of 6, 98-99% without)
+        settings["gce_warmup"] = 0.0
     return settings
 
 
