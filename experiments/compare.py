@@ -109,8 +109,9 @@ DATA = {
     # A table: the MLP, and enough steps for 600 rows and a pool of 797: teachers see 30,000 examples
     # (50 passes, which fit 99.8% of the paper noise's labels and all of 40% symmetric noise's),
     # students 200,000 (the sklearn estimator's student budget).
+    # Its pool of 797 rows is small (recipe.is_small_pool): the pool alone, as it was measured.
     "digits": Data(None, ("data.name=arrays", "teachers.model=mlp", "teachers.min_examples=30000",
-                          "students.min_examples=200000"),
+                          "students.min_examples=200000", "students.small_pool=pool"),
                    ("teachers.min_examples=0", "students.min_examples=3000", *QUICK_RECIPE)),
 }
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rolemodels.errors import UserError
-from rolemodels.recipe import LOSSES, FitSpec, Range, at_least, recipe_ranges
+from rolemodels.recipe import LOSSES, FitSpec, Range, at_least, is_small_pool, recipe_ranges
 
 
 @dataclass
@@ -82,7 +82,16 @@ class StudentConfig(FitSpec):
     # passes, so a small pool gets enough steps; a pool of 200,000 or more trains `epochs` passes,
     # as the paper does. false: `epochs` and `min_examples` alone (the presets that keep their counts).
     pool_budget: bool = True
+    # With pool_budget, a pool too small for it (fewer than 3,125 rows: recipe.is_small_pool) is a
+    # training set, not a stream. teacher_recipe: the students train as a teacher does (its
+    # recipe and steps) on the pool and the training inputs, both labelled by the teachers; on a
+    # 700-row pool the pool budget alone gave students below one teacher. pool: the pool alone.
+    small_pool: str = "teacher_recipe"
     per_device: int = 0  # students trained at once in one process (as teachers.per_device); with DDP: one at a time
+
+    def trains_as_teacher(self, n_pool: int) -> bool:
+        """small_pool applies: the pool budget is on and a pool of n_pool rows is too small for it."""
+        return self.pool_budget and self.small_pool == "teacher_recipe" and is_small_pool(n_pool)
 
 
 @dataclass
@@ -143,6 +152,7 @@ CHOICES = {
     "students.random_teacher": ("example", "batch", "epoch"),
     "students.ensemble": ("vote", "sum_logits", "vote_shares", "mean_prob"),
     "students.labels": ("pool", "online"),
+    "students.small_pool": ("teacher_recipe", "pool"),
     "train.precision": PRECISIONS,
     "train.stack": ("auto", "on", "off"),
     "train.compile_mode": ("default", "reduce-overhead", "max-autotune"),
@@ -156,6 +166,7 @@ NOT_RESULTS = {"train.threads", "train.eval_batch_size", "train.checkpoint_every
 
 def to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
 
 
 def _check_type(key: str, value: Any, default: Any) -> Any:

@@ -105,6 +105,13 @@ def pool_examples(n_pool: int, min_passes: int = 1) -> int:
     return min(STUDENT_MAX_PASSES * n_pool, max(STUDENT_EXAMPLES, min_passes * n_pool))
 
 
+def is_small_pool(n_pool: int) -> bool:
+    """A pool too small for the student's budget: fewer than STUDENT_EXAMPLES in STUDENT_MAX_PASSES
+    passes (under 3,125 rows). Its student is better trained as a teacher is (config.py's
+    students.small_pool)."""
+    return n_pool * STUDENT_MAX_PASSES < STUDENT_EXAMPLES
+
+
 # A value's check and what to say when it fails: config.py's RANGES holds one for every number a
 # configuration has (tests/test_reliability.py tries a bad value of every key).
 Range = tuple[Callable[[Any], bool], str]

@@ -39,7 +39,10 @@ def test_distill_then_predict_round_trips(tmp_path, capsys):
     assert code == 0, err
     pool_labels = np.load(out / "pool" / "pool_labels.npy")
     assert pool_labels.dtype == np.uint8 and pool_labels.shape == (400, 2)
+    # a pool of 400 is small: the teachers label the 200 training inputs too, and the student learns both
+    assert np.load(out / "train" / "pool_labels.npy").shape == (200, 2)
     d = json.loads((out / "diagnostics.json").read_text())
+    assert d["n_pool"] == 400 and d["student_rows"] == 600
     assert d["classes"] == sorted(NAMES.tolist()) and len(d["teacher_fit"]) == 2
     assert "student" in d["test_accuracy"]
     suspects = (out / "suspected_label_errors.csv").read_text().splitlines()[1:]
@@ -202,7 +205,8 @@ def test_distill_takes_the_estimators_recipe_from_the_one_place_it_is_kept(tmp_p
         assert getattr(cfg.teachers, key) == expected, key
     assert cfg.teachers.model == "mlp" and cfg.combine == "soft" and cfg.teachers.gce_warmup == 0.1
     assert cfg.teachers.count == 3  # the estimator's n_teachers="auto" for an mlp with a pool
-    assert cfg.students.min_examples == student_examples(400) and cfg.students.augment == cfg.teachers.augment
+    # a pool of 400 is small: the student learns the 200 training inputs too, with their budget
+    assert cfg.students.min_examples == student_examples(400 + 200) and cfg.students.augment == cfg.teachers.augment
     mine = resolved(load_distill_config(InputFiles(data=str(tmp_path / "mine.npz")),
                                         ["teachers.epochs=7", "students.min_examples=500", "combine=vote",
                                          "teachers.count=5"]), data)

@@ -54,10 +54,12 @@ def test_rows_labelled_minus_one_are_the_pool():
     marked[160:] = -1
     a = RoleModelClassifier(quick(), quick(), n_teachers=2, random_state=0).fit(X, marked)
     b = RoleModelClassifier(quick(), quick(), n_teachers=2, random_state=0).fit(X[:160], y[:160], X_pool=X[160:])
-    assert a.pool_labels_.dtype == np.uint8 and a.pool_labels_.shape == (80, 2)
+    # a pool of 80 rows is small: the 160 training inputs join it, after the pool's rows
+    assert a.pool_labels_.dtype == np.uint8 and a.pool_labels_.shape == (80 + 160, 2)
     assert np.array_equal(a.pool_labels_, b.pool_labels_)  # the same computation, in the same order
     assert np.array_equal(a.predict(X), b.predict(X))
-    assert a.diagnostics_["n_train"] == 160 and a.diagnostics_["n_pool"] == 80
+    assert a.diagnostics_["n_train"] == 160 and a.diagnostics_["n_pool"] == 240
+    assert a.diagnostics_["pool"] == "given, with the training inputs"
     assert list(a.classes_) == [0, 1, 2]
 
 
@@ -386,7 +388,7 @@ def test_bad_settings_are_refused_before_any_teacher_trains(options, message):
 def test_an_explicit_pool_graph_refuses_a_pool_too_large_for_its_distances(monkeypatch):
     monkeypatch.setattr("rolemodels.practice.estimator.POOL_GRAPH_MAX_ROWS", 100)
     X, y = small_problem()
-    with pytest.raises(ValueError, match=r"pool_graph=5: the pool has 240 rows.*at most 100"):
+    with pytest.raises(ValueError, match=r"pool_graph=5: the pool has 480 rows.*at most 100"):  # with X's 240
         RoleModelClassifier(RefusesToFit(), quick(), teacher_data="bootstrap", pool_graph=5,
                             combine="soft").fit(X, y, X_pool=X)
 

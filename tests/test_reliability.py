@@ -62,6 +62,7 @@ BAD: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
     "students.pool_size": [("-1", "config key students.pool_size", ())],
     "students.per_device": [("-1", "config key students.per_device", ())],
     "students.pool_budget": [("often", "config key students.pool_budget", ())],
+    "students.small_pool": [("teacher", "config key students.small_pool", ())],
     "sweep.teachers": [("[0, 2]", "config key sweep.teachers", ())],
     "sweep.students": [("sometimes", "config key sweep.students", ())],
     "train.device": [("gpu7", "config key train.device", ())],

@@ -94,3 +94,44 @@ def test_a_run_folder_made_before_the_key_existed_resumes(tmp_path):
     with pytest.raises(UserError, match="students.min_examples 0 -> 1000"):
         check_config(tmp_path, to_dict(load_config(None, ["students.min_examples=1000"])), force=False,
                      defaults=to_dict(Config()))
+
+
+def small_dataset(n_train: int, n_pool: int):
+    from rolemodels.data import Dataset
+
+    x = torch.arange((n_train + n_pool + 3) * 4, dtype=torch.float32).reshape(-1, 4)
+    y = torch.arange(len(x)) % 3
+    return Dataset("small", x[:n_train], y[:n_train], x[-3:], y[-3:], x[n_train:n_train + n_pool],
+                   y[n_train:n_train + n_pool], 3, ["a", "b", "c"])
+
+
+def test_a_small_pool_is_learnt_with_the_training_inputs_and_a_teachers_recipe():
+    """Under 3,125 rows (64 passes short of 200,000 examples), the students train as a teacher
+    does, on the pool and then the training inputs; their clean reference on both true labels."""
+    from rolemodels.paper.experiment import student_inputs
+
+    cfg = load_config(None, ["teachers.lr=0.01", "teachers.epochs=7", "students.lr=0.002"])
+    data = small_dataset(50, 3_124)
+    inputs = student_inputs(cfg, data, 3_124)
+    assert inputs.small_pool and inputs.n == 3_124 + 50
+    assert torch.equal(inputs.x, torch.cat([data.x_pool, data.x_train]))
+    assert torch.equal(inputs.y, torch.cat([data.y_pool, data.y_train]))
+    assert inputs.recipe.lr == 0.01 and inputs.recipe.batch_size == cfg.teachers.batch_size
+    assert inputs.recipe.epochs_for(inputs.n) * inputs.n >= 7 * 50  # a teacher's examples, at least
+    assert inputs.recipe.loss == cfg.students.loss
+    # its first pool_size rows only
+    cut = load_config(None, ["students.pool_size=10"])
+    assert student_inputs(cut, data, 10).n == 10 + 50
+    # not small, or turned off: the pool alone, with the students' recipe and the pool budget
+    for cfg, n_pool in ((cfg, 3_125), (load_config(None, ["students.small_pool=pool"]), 700),
+                        (load_config(None, ["students.pool_budget=false"]), 700)):
+        data = small_dataset(50, n_pool)
+        inputs = student_inputs(cfg, data, n_pool)
+        assert not inputs.small_pool and inputs.x is data.x_pool and inputs.n == n_pool
+        assert inputs.recipe is cfg.students
+
+
+def test_the_default_run_and_the_presets_keep_the_pool_alone():
+    for cfg in [Config(), *(load_config(p) for p in PRESETS)]:
+        n_pool = cfg.students.pool_size or cfg.data.n_pool
+        assert not cfg.students.trains_as_teacher(n_pool), cfg.name

@@ -164,29 +164,58 @@ def distillation_targets(cfg: StudentConfig, teachers: list[torch.nn.Module], po
     return fixed_targets(ensemble), random
 
 
+@dataclasses.dataclass
+class StudentInputs:
+    """What the students learn from: the first n rows of x (y: their true labels, for the clean_pool
+    reference, or None), trained with `recipe`."""
+    x: torch.Tensor
+    n: int
+    y: torch.Tensor | None
+    recipe: StudentConfig | FitSpec
+    small_pool: bool = False
+
+
+def student_inputs(cfg: Config, data: Dataset, n_pool: int) -> StudentInputs:
+    """The pool's first n_pool rows with the students' recipe; or, on a pool too small for the pool
+    budget (students.small_pool), the pool and the training inputs, both labelled by the teachers,
+    with a teacher's recipe and steps: a 700-row pool trained for 64 passes of the students'
+    recipe gave students below one teacher (docs/practitioners.md)."""
+    s = cfg.students
+    if not s.trains_as_teacher(n_pool):
+        return StudentInputs(data.x_pool, n_pool, data.y_pool, s)
+    x = torch.cat([data.x_pool[:n_pool], data.x_train.to(data.x_pool.device)])
+    y = None if data.y_pool is None else torch.cat([data.y_pool[:n_pool], data.y_train])
+    teacher = FitSpec.from_config(cfg.teachers)
+    n_train = len(data.y_train)
+    recipe = dataclasses.replace(teacher, epochs=1, min_examples=teacher.epochs_for(n_train) * n_train,
+                                 loss=s.loss, gce_q=s.gce_q, gce_warmup=s.gce_warmup)  # the students' loss
+    return StudentInputs(x, len(x), y, recipe, small_pool=True)
+
+
 def student_jobs(cfg: Config, data: Dataset, stats, teachers, pool_labels, pool_logits, seeds: Seeds,
-                 student_sweep: list[int], n_pool: int) -> list[ModelJob]:
-    """For each K: an ensemble-distilled and a random-teacher student; then the two clean references."""
-    arch, s = student_architecture(cfg, data), cfg.students
+                 student_sweep: list[int], inputs: StudentInputs) -> list[ModelJob]:
+    """For each K: an ensemble-distilled and a random-teacher student; then the two clean references.
+    pool_labels, pool_logits: the teachers' labels of inputs.x."""
+    arch, s, x, n = student_architecture(cfg, data), cfg.students, inputs.x, inputs.n
     label = lambda name: f"seed {seeds.experiment}: student {name}"
     jobs = []
     for i, k in enumerate(student_sweep):
         ensemble, random = distillation_targets(s, teachers, pool_labels, pool_logits, k, seeds.draws(k),
                                                 data.num_classes)
         name = f"ensemble_distill_k{k}"
-        jobs.append(training_job(name, label(name), arch, s, data.x_pool, n_pool, ensemble,
+        jobs.append(training_job(name, label(name), arch, inputs.recipe, x, n, ensemble,
                                  seeds.ensemble_student(i), data, stats))
         if k > 1:  # one teacher: both students see the same labels (random_distill_k1 is ensemble_distill_k1)
             name = f"random_distill_k{k}"
-            jobs.append(training_job(name, label(name), arch, s, data.x_pool, n_pool, random,
+            jobs.append(training_job(name, label(name), arch, inputs.recipe, x, n, random,
                                      seeds.random_student(i), data, stats))
     # References: the teacher recipe on the clean training labels; the student recipe on the pool's true labels.
     jobs.append(training_job("clean_train", label("clean_train"), Architecture(cfg.teachers.model, cfg.teachers.width),
                              cfg.teachers, data.x_train, len(data.y_train), fixed_targets(data.y_train.long()),
                              seeds.clean_train, data, stats))
-    if data.y_pool is not None:
-        jobs.append(training_job("clean_pool", label("clean_pool"), arch, s, data.x_pool, n_pool,
-                                 fixed_targets(data.y_pool.long()), seeds.clean_pool, data, stats))
+    if inputs.y is not None:
+        jobs.append(training_job("clean_pool", label("clean_pool"), arch, inputs.recipe, x, n,
+                                 fixed_targets(inputs.y.long()), seeds.clean_pool, data, stats))
     return jobs
 
 
@@ -224,16 +253,18 @@ def run_seed(work: Work, cfg: Config, data: Dataset, stats: tuple[torch.Tensor, 
     train_fit = [accuracy(work.predict(t, data.x_train[s]).argmax(1), noisy[s]) for t, s in zip(teachers, subsets)]
     test_logits = torch.stack([work.predict(t, data.x_test) for t in teachers])  # [K, N_test, C]: the ensembles
 
-    # Pool labels: the teachers label the unlabelled pool, each chunk read once for all of them.
+    # Pool labels: the teachers label the unlabelled pool (its first n_pool examples; a small pool
+    # with the training inputs), each chunk read once for all of them.
+    n_pool = min(cfg.students.pool_size or len(data.x_pool), len(data.x_pool))
+    inputs = student_inputs(cfg, data, n_pool)
     with work.stage("labelling", times):
-        pool_labels, pool_logits = label_pool_with_teachers(work, teachers, data.x_pool, folder / "pool")
+        pool_labels, pool_logits = label_pool_with_teachers(work, teachers, inputs.x, folder / "pool")
 
-    # Students on the pool (its first n_pool examples), for every K of Figure 2 or only for all K teachers.
+    # Students, for every K of Figure 2 or only for all K teachers.
     sweep = sorted({k for k in cfg.sweep.teachers if k <= cfg.teachers.count} | {cfg.teachers.count})
     student_sweep = sweep if cfg.sweep.students else [cfg.teachers.count]
-    n_pool = min(cfg.students.pool_size or len(data.x_pool), len(data.x_pool))
     with work.stage("students", times):
-        jobs = student_jobs(cfg, data, stats, teachers, pool_labels, pool_logits, seeds, student_sweep, n_pool)
+        jobs = student_jobs(cfg, data, stats, teachers, pool_labels, pool_logits, seeds, student_sweep, inputs)
         students = train_students(work, cfg, data, jobs, folder / "students", seed)
     if 1 in student_sweep:
         students["random_distill_k1"] = students["ensemble_distill_k1"]

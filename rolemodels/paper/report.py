@@ -76,6 +76,7 @@ def summarize_run(cfg: Config, data: Dataset, per_seed: list[dict], seconds: flo
         "dataset": {"name": data.name, "n_train": len(data.y_train), "n_test": len(data.y_test),
                     "n_pool": len(data.x_pool), "num_classes": data.num_classes,
                     "input_shape": list(data.input_shape)},
+        "students": students_inputs(cfg, data),
         "config": to_dict(cfg),
         "environment": environment(cfg),
         "provenance": provenance(),  # version, git commit and source hash: the code that made these numbers
@@ -138,6 +139,23 @@ def sweep_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def students_inputs(cfg: Config, data: Dataset) -> dict:
+    """What the students learnt from (paper/experiment.py's student_inputs)."""
+    n_pool = min(cfg.students.pool_size or len(data.x_pool), len(data.x_pool))
+    small = cfg.students.trains_as_teacher(n_pool)
+    return {"pool_rows": n_pool, "training_inputs": len(data.y_train) if small else 0,
+            "recipe": "teachers" if small else "students"}
+
+
+def small_pool_note(results: dict) -> str:
+    s = results["students"]
+    if not s["training_inputs"]:
+        return ""
+    return (f"\nThe pool is small (under 3,125 rows: `students.small_pool`), so the students trained as a teacher does "
+            f"(its recipe and steps) on the {s['pool_rows']:,} pool rows and the {s['training_inputs']:,} training "
+            f"inputs, all labelled by the teachers.\n")
+
+
 def write_report(out: Path, cfg: Config, data: Dataset, results: dict, per_seed: list[dict]) -> None:
     """results.json, report.md and figures/ in the run folder."""
     atomic_write_json(out / "results.json", results)
@@ -148,7 +166,7 @@ Dataset {data.name}: {results['dataset']['n_train']:,} noisy training examples, 
 examples, a pool of {results['dataset']['n_pool']:,} unlabelled examples. Noise: {cfg.noise.preset} at realised rate
 {100 * results['noise']['rate']:.1f}% ({cfg.noise.mode}). {cfg.teachers.count} {cfg.teachers.model} teachers, seeds {results['seeds']}
 (mean ± std over seeds; the teacher row over teachers and seeds).
-
+{small_pool_note(results)}
 ## Table 1
 
 {table_markdown(results)}

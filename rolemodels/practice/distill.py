@@ -7,6 +7,8 @@ folder resumes like `rolemodels run`'s and holds:
 
     student.pt                  the student, self-contained (rolemodels.load_student, `rolemodels predict`)
     pool/pool_labels.npy        uint8 [N, K]: each teacher's label of each pool example
+    train/pool_labels.npy       the same for the training inputs, where the pool is small (under
+                                3,125 rows) and the student learns from both
     diagnostics.json            teacher fit and agreement, vote margins, estimated noise, suspected errors
     suspected_label_errors.csv  every training example the student contradicts, most confident first
     report.md                   the same, to read
@@ -48,7 +50,7 @@ from rolemodels.practice.recipe import (
 )
 from rolemodels.practice.student import Student, student_state
 from rolemodels.practice.userdata import InputFiles, UserData, read_user_data
-from rolemodels.recipe import ROBUST_GCE_Q
+from rolemodels.recipe import ROBUST_GCE_Q, is_small_pool
 from rolemodels.runtime.files import atomic_write_json, atomic_write_text, file_sha256
 from rolemodels.runtime.session import open_run, start_session
 from rolemodels.seeds import Seeds
@@ -153,7 +155,8 @@ def resolved(cfg: DistillConfig, data: UserData) -> DistillConfig:
     if free("teachers.count"):  # the estimator's n_teachers="auto" with a pool
         cfg.teachers.count = teacher_count("auto", pool=True, network=cfg.teachers.model, recipe=cfg.recipe)
     if free("students.min_examples"):
-        cfg.students.min_examples = student_examples(len(data.x_pool))
+        small = is_small_pool(len(data.x_pool))  # the student learns the training inputs too (student_rows)
+        cfg.students.min_examples = student_examples(len(data.x_pool) + (len(data.y_train) if small else 0))
     if free("students.augment"):  # the student is augmented as its teachers are
         cfg.students.augment = cfg.teachers.augment
     if cfg.combine == "auto":
@@ -189,11 +192,16 @@ def run_distill(cfg: DistillConfig, out: str | Path, quiet: bool = False, force:
         with work.stage("teachers", times):
             teachers, subsets = train_teachers(work, cfg, dataset, teacher_stats, noisy, seeds, out / "teachers")
         fits = [accuracy(work.predict(t, dataset.x_train[s]).argmax(1), noisy[s]) for t, s in zip(teachers, subsets)]
+        x_student = student_rows(dataset.x_pool, dataset.x_train)
         with work.stage("labelling", times):
             pool_labels, pool_logits = label_pool_with_teachers(work, teachers, dataset.x_pool, out / "pool")
-        targets, graph = pool_targets(cfg, teachers, pool_labels, pool_logits, dataset.x_pool, seeds, C, arch.model)
-        job = training_job("student", f"student ({cfg.combine})", arch, cfg.students, dataset.x_pool,
-                           len(dataset.x_pool), targets, seeds.ensemble_student(0), dataset, student_stats)
+            if len(x_student) > len(dataset.x_pool):  # a small pool: the training inputs too
+                train_labels, train_logits = label_pool_with_teachers(work, teachers, dataset.x_train, out / "train")
+                pool_labels = torch.cat([pool_labels, train_labels])
+                pool_logits = [np.concatenate(parts) for parts in zip(pool_logits, train_logits)]
+        targets, graph = pool_targets(cfg, teachers, pool_labels, pool_logits, x_student, seeds, C, arch.model)
+        job = training_job("student", f"student ({cfg.combine})", arch, cfg.students, x_student,
+                           len(x_student), targets, seeds.ensemble_student(0), dataset, student_stats)
         with work.stage("student", times):
             [student] = work.models([job], out / "students", spread="ddp", per_device=1)
         work.save_torch(out / "student.pt", student_state(Student(student, arch.model, arch.width, dataset.input_shape,
@@ -201,11 +209,12 @@ def run_distill(cfg: DistillConfig, out: str | Path, quiet: bool = False, force:
 
         proba = torch.softmax(work.predict(student, dataset.x_train), 1).numpy()
         diagnostics = {"classes": [str(c) for c in data.classes], "n_train": len(noisy), "n_pool": len(data.x_pool),
+                       "student_rows": len(x_student),
                        "teachers": K, "teacher_model": cfg.teachers.model, "student_model": arch.model,
                        "combine": cfg.combine, **graph,
                        **distillation_diagnostics(noisy.numpy(), proba, fits, pool_labels.numpy(), C)}
         taught = plurality_vote(pool_labels, C, softmax_sum(pool_logits)).numpy()
-        on_pool = work.predict(student, dataset.x_pool).argmax(1).numpy()
+        on_pool = work.predict(student, x_student).argmax(1).numpy()
         diagnostics["warnings"] = [*teacher_shortfall(cfg, diagnostics),
                                    *degenerate_fit(noisy.numpy(), proba.argmax(1), fits, taught, on_pool,
                                                    diagnostics["teacher_agreement"], [str(c) for c in data.classes])]
@@ -221,6 +230,15 @@ def run_distill(cfg: DistillConfig, out: str | Path, quiet: bool = False, force:
     session.progress.note(f"student in {out}/student.pt, diagnostics in {out}/diagnostics.json, report in "
                           f"{out}/report.md")
     return diagnostics
+
+
+def student_rows(x_pool, x_train):
+    """What the student learns from: the pool, and on a small pool (recipe.is_small_pool) the
+    training inputs too, as RoleModelClassifier does."""
+    if not is_small_pool(len(x_pool)):
+        return x_pool
+    pool = x_pool if isinstance(x_pool, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x_pool))
+    return torch.cat([pool, x_train.to(pool.device)])
 
 
 def pool_targets(cfg: DistillConfig, teachers, pool_labels: torch.Tensor, pool_logits: list, x_pool,

@@ -47,6 +47,7 @@ from rolemodels.practice.recipe import (
     teacher_count,
     teacher_recipe,
 )
+from rolemodels.recipe import is_small_pool
 from rolemodels.seeds import Seeds
 
 # soft: the student learns the teachers' mean probabilities; vote: their plurality vote (the
@@ -67,7 +68,10 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
     without one, 2 for each cross-fitting fold) or an integer.
     student: None (a NetworkClassifier of the teacher's architecture, or an mlp for other
     teachers, that sees at least 200,000 examples and 4 passes over the pool, at most 64 passes
-    of a small one), a name, a factory, or any classifier. combine: "auto" (the default: "soft" for the
+    of a small one), a name, a factory, or any classifier. A pool under 3,125 rows is small: the
+    training inputs join it, labelled by the teachers like the pool rows (pool_labels_: the pool's
+    rows, then theirs; on 700-row MNIST-1D arrays the student of cnn1d teachers scored 53.4%, under
+    their 59.9%, on the pool alone, and 63.6% with them). combine: "auto" (the default: "soft" for the
     robust recipe when it can, else "vote"), "soft" (the student learns the teachers' mean
     probabilities; needs a network student), "vote" (the paper's ensemble distillation) or
     "random" (one random teacher per example). teacher_data: "same" (the paper), "bootstrap", "disjoint", "overlap"
@@ -250,7 +254,10 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
             if extra.shape[1:] != X.shape[1:]:
                 raise ValueError(f"X_pool: examples of shape {list(extra.shape[1:])}, but X's are {list(X.shape[1:])}")
             pool_parts.append(extra)
-        x_pool = np.concatenate(pool_parts) if sum(len(p) for p in pool_parts) else None
+        n_given = sum(len(p) for p in pool_parts)
+        if n_given and is_small_pool(n_given):  # a small pool: the training inputs join it (recipe.is_small_pool)
+            pool_parts.append(x_train)
+        x_pool = np.concatenate(pool_parts) if n_given else None
 
         seeds = Seeds(seed_of(self.random_state))
         self.n_teachers_ = teacher_count(self.n_teachers, pool=x_pool is not None,
@@ -282,8 +289,8 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
             self.student_ = student.fit_proba(x_pool, targets) if combine == "soft" else student.fit(x_pool, targets)
             proba = self._student_proba(x_train)
             on_pool = class_labels(self.student_, x_pool, C)[0]
-        self.diagnostics_ = {"pool": "given" if X_pool is not None or unlabelled.any() else "cross-fitted",
-                             "n_train": n, "n_pool": len(x_pool), "n_teachers": self.n_teachers_,
+        pool = "cross-fitted" if not n_given else "given" if len(x_pool) == n_given else "given, with the training inputs"
+        self.diagnostics_ = {"pool": pool, "n_train": n, "n_pool": len(x_pool), "n_teachers": self.n_teachers_,
                              "teacher_data": mode, "combine": combine,
                              "teacher_epochs": getattr(base, "epochs", None) if self._named_teacher() else None,
                              "teacher_epoch_agreement": agreement, **graph,
