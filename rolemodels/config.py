@@ -84,7 +84,8 @@ class StudentConfig(FitSpec):
     pool_budget: bool = True
     # With pool_budget, a pool too small for it (fewer than 3,125 rows: recipe.is_small_pool) is a
     # training set, not a stream. teacher_recipe: the students train as a teacher does (its
-    # recipe and steps) on the pool and the training inputs, both labelled by the teachers; on a
+    # recipe and steps) on the pool and the training inputs, both labelled by the teachers, the
+    # random-teacher student with a fresh teacher at every visit (random_teacher=example); on a
     # 700-row pool the pool budget alone gave students below one teacher. pool: the pool alone.
     small_pool: str = "teacher_recipe"
     per_device: int = 0  # students trained at once in one process (as teachers.per_device); with DDP: one at a time

@@ -119,16 +119,19 @@ def test_a_small_pool_is_learnt_with_the_training_inputs_and_a_teachers_recipe()
     assert inputs.recipe.lr == 0.01 and inputs.recipe.batch_size == cfg.teachers.batch_size
     assert inputs.recipe.epochs_for(inputs.n) * inputs.n >= 7 * 50  # a teacher's examples, at least
     assert inputs.recipe.loss == cfg.students.loss
+    assert inputs.random_teacher == "epoch"  # a fresh teacher at every visit of its many passes
+    batch = load_config(None, ["students.random_teacher=batch"])
+    assert student_inputs(batch, data, 3_124).random_teacher == "batch"  # other draws as named
     # its first pool_size rows only
     cut = load_config(None, ["students.pool_size=10"])
     assert student_inputs(cut, data, 10).n == 10 + 50
     # not small, or turned off: the pool alone, with the students' recipe and the pool budget
-    for cfg, n_pool in ((cfg, 3_125), (load_config(None, ["students.small_pool=pool"]), 700),
-                        (load_config(None, ["students.pool_budget=false"]), 700)):
+    for other, n_pool in ((cfg, 3_125), (load_config(None, ["students.small_pool=pool"]), 700),
+                          (load_config(None, ["students.pool_budget=false"]), 700)):
         data = small_dataset(50, n_pool)
-        inputs = student_inputs(cfg, data, n_pool)
+        inputs = student_inputs(other, data, n_pool)
         assert not inputs.small_pool and inputs.x is data.x_pool and inputs.n == n_pool
-        assert inputs.recipe is cfg.students
+        assert inputs.recipe is other.students and inputs.random_teacher == "example"
 
 
 def test_the_default_run_and_the_presets_keep_the_pool_alone():

@@ -173,6 +173,7 @@ class StudentInputs:
     y: torch.Tensor | None
     recipe: StudentConfig | FitSpec
     small_pool: bool = False
+    random_teacher: str = "example"  # students.random_teacher, as the random-teacher student draws
 
 
 def student_inputs(cfg: Config, data: Dataset, n_pool: int) -> StudentInputs:
@@ -182,21 +183,27 @@ def student_inputs(cfg: Config, data: Dataset, n_pool: int) -> StudentInputs:
     recipe gave students below one teacher (docs/practitioners.md)."""
     s = cfg.students
     if not s.trains_as_teacher(n_pool):
-        return StudentInputs(data.x_pool, n_pool, data.y_pool, s)
+        return StudentInputs(data.x_pool, n_pool, data.y_pool, s, random_teacher=s.random_teacher)
     x = torch.cat([data.x_pool[:n_pool], data.x_train.to(data.x_pool.device)])
     y = None if data.y_pool is None else torch.cat([data.y_pool[:n_pool], data.y_train])
     teacher = FitSpec.from_config(cfg.teachers)
     n_train = len(data.y_train)
     recipe = dataclasses.replace(teacher, epochs=1, min_examples=teacher.epochs_for(n_train) * n_train,
                                  loss=s.loss, gce_q=s.gce_q, gce_warmup=s.gce_warmup)  # the students' loss
-    return StudentInputs(x, len(x), y, recipe, small_pool=True)
+    # The paper's student sees each pool example once, labelled by one random teacher. Seen a
+    # teacher's many passes, a fixed draw would have it memorise one teacher's mistakes on every
+    # row: a fresh teacher at every visit (700-row MNIST-1D arrays, seed 2: fixed draws scored
+    # under one teacher, docs/practitioners.md).
+    draws = "epoch" if s.random_teacher == "example" else s.random_teacher
+    return StudentInputs(x, len(x), y, recipe, small_pool=True, random_teacher=draws)
 
 
 def student_jobs(cfg: Config, data: Dataset, stats, teachers, pool_labels, pool_logits, seeds: Seeds,
                  student_sweep: list[int], inputs: StudentInputs) -> list[ModelJob]:
     """For each K: an ensemble-distilled and a random-teacher student; then the two clean references.
     pool_labels, pool_logits: the teachers' labels of inputs.x."""
-    arch, s, x, n = student_architecture(cfg, data), cfg.students, inputs.x, inputs.n
+    arch, x, n = student_architecture(cfg, data), inputs.x, inputs.n
+    s = dataclasses.replace(cfg.students, random_teacher=inputs.random_teacher)
     label = lambda name: f"seed {seeds.experiment}: student {name}"
     jobs = []
     for i, k in enumerate(student_sweep):
