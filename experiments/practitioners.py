@@ -122,7 +122,10 @@ def measure(name: str, case: Case, seed: int = 0) -> dict:
     clf = RoleModelClassifier(teacher=case.teacher, recipe="paper", n_teachers=case.teachers, combine="vote",
                               random_state=seed, device="cpu").fit(x_train, noisy, X_pool=x_pool if case.n_pool else None)
     # The random-teacher student: the same teachers' pool labels, one random teacher per example.
-    pool = x_pool if case.n_pool else x_train
+    # the rows the student learnt: the pool (with the training inputs where they joined a small
+    # one), or without a pool the cross-fitted training inputs
+    joined = clf.diagnostics_["pool"] == "given, with the training inputs"
+    pool = x_train if not case.n_pool else np.concatenate([x_pool, x_train]) if joined else x_pool
     labels = random_teacher_labels(torch.from_numpy(clf.pool_labels_), Seeds(seed_of(seed)).draws(case.teachers))
     random_student = clone(clf.student_).fit(pool, labels.numpy())
     random_accuracy = float(np.mean(random_student.predict(x_test) == y_test))

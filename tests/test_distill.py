@@ -247,3 +247,15 @@ def test_teachers_short_of_what_their_recipe_should_fit_are_named():
     short = teacher_shortfall(paper, {"estimated_noise_rate": 0.1, "teacher_fit": [0.85, 0.88]})
     assert "every label" in short[0]["message"]
     assert teacher_shortfall(paper, {"estimated_noise_rate": 0.1, "teacher_fit": [1.0, 0.995]}) == []
+
+
+def test_the_papers_interpolating_teachers_leave_a_small_pool_alone(tmp_path, capsys):
+    """Their labels of the training inputs are the noisy labels themselves: a student that learnt
+    them would flag none, so only robust teachers' labels join a small pool."""
+    np.savez(tmp_path / "mine.npz", **arrays())
+    out = tmp_path / "run"
+    code, _, err = distill(tmp_path, capsys, "--data", str(tmp_path / "mine.npz"), "--recipe", "paper",
+                           "--out", str(out))
+    assert code == 0, err
+    d = json.loads((out / "diagnostics.json").read_text())
+    assert d["student_rows"] == d["n_pool"] == 400 and not (out / "train").exists()

@@ -1,6 +1,8 @@
 """RoleModelClassifier and NetworkClassifier follow scikit-learn's conventions and the paper's recipe."""
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -54,13 +56,29 @@ def test_rows_labelled_minus_one_are_the_pool():
     marked[160:] = -1
     a = RoleModelClassifier(quick(), quick(), n_teachers=2, random_state=0).fit(X, marked)
     b = RoleModelClassifier(quick(), quick(), n_teachers=2, random_state=0).fit(X[:160], y[:160], X_pool=X[160:])
-    # a pool of 80 rows is small: the 160 training inputs join it, after the pool's rows
-    assert a.pool_labels_.dtype == np.uint8 and a.pool_labels_.shape == (80 + 160, 2)
+    assert a.pool_labels_.dtype == np.uint8 and a.pool_labels_.shape == (80, 2)
     assert np.array_equal(a.pool_labels_, b.pool_labels_)  # the same computation, in the same order
     assert np.array_equal(a.predict(X), b.predict(X))
-    assert a.diagnostics_["n_train"] == 160 and a.diagnostics_["n_pool"] == 240
-    assert a.diagnostics_["pool"] == "given, with the training inputs"
+    assert a.diagnostics_["n_train"] == 160 and a.diagnostics_["n_pool"] == 80
     assert list(a.classes_) == [0, 1, 2]
+
+
+def test_a_small_pool_takes_the_training_inputs_only_from_robust_teachers():
+    """Under 3,125 pool rows the training inputs join the pool, labelled by the teachers, where they
+    train on GCE; an interpolating teacher would hand the student the noisy labels it must judge."""
+    X, y = small_problem()
+    robust = RoleModelClassifier(quick(loss="gce"), quick(), n_teachers=2, random_state=0).fit(X[:160], y[:160],
+                                                                                               X_pool=X[160:])
+    assert robust.pool_labels_.shape == (80 + 160, 2) and robust.diagnostics_["n_pool"] == 240
+    assert robust.diagnostics_["pool"] == "given, with the training inputs"
+    # the training rows' labels are the teachers' own predictions, after the pool's
+    assert np.array_equal(robust.pool_labels_[80:, 0], robust.teachers_[0].predict(X[:160]))
+    plain = RoleModelClassifier(quick(), quick(), n_teachers=2, random_state=0).fit(X[:160], y[:160], X_pool=X[160:])
+    assert plain.pool_labels_.shape == (80, 2) and plain.diagnostics_["pool"] == "given"
+    with mock.patch("rolemodels.practice.estimator.is_small_pool", lambda n: False):  # a large pool: alone
+        large = RoleModelClassifier(quick(loss="gce"), quick(), n_teachers=2, random_state=0).fit(
+            X[:160], y[:160], X_pool=X[160:])
+    assert large.pool_labels_.shape == (80, 2)
 
 
 def test_string_labels_map_through_classes():
@@ -388,7 +406,7 @@ def test_bad_settings_are_refused_before_any_teacher_trains(options, message):
 def test_an_explicit_pool_graph_refuses_a_pool_too_large_for_its_distances(monkeypatch):
     monkeypatch.setattr("rolemodels.practice.estimator.POOL_GRAPH_MAX_ROWS", 100)
     X, y = small_problem()
-    with pytest.raises(ValueError, match=r"pool_graph=5: the pool has 480 rows.*at most 100"):  # with X's 240
+    with pytest.raises(ValueError, match=r"pool_graph=5: the pool has 240 rows.*at most 100"):
         RoleModelClassifier(RefusesToFit(), quick(), teacher_data="bootstrap", pool_graph=5,
                             combine="soft").fit(X, y, X_pool=X)
 

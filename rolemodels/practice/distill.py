@@ -8,7 +8,7 @@ folder resumes like `rolemodels run`'s and holds:
     student.pt                  the student, self-contained (rolemodels.load_student, `rolemodels predict`)
     pool/pool_labels.npy        uint8 [N, K]: each teacher's label of each pool example
     train/pool_labels.npy       the same for the training inputs, where the pool is small (under
-                                3,125 rows) and the student learns from both
+                                3,125 rows), the teachers robust, and the student learns from both
     diagnostics.json            teacher fit and agreement, vote margins, estimated noise, suspected errors
     suspected_label_errors.csv  every training example the student contradicts, most confident first
     report.md                   the same, to read
@@ -155,8 +155,8 @@ def resolved(cfg: DistillConfig, data: UserData) -> DistillConfig:
     if free("teachers.count"):  # the estimator's n_teachers="auto" with a pool
         cfg.teachers.count = teacher_count("auto", pool=True, network=cfg.teachers.model, recipe=cfg.recipe)
     if free("students.min_examples"):
-        small = is_small_pool(len(data.x_pool))  # the student learns the training inputs too (student_rows)
-        cfg.students.min_examples = student_examples(len(data.x_pool) + (len(data.y_train) if small else 0))
+        extra = len(data.y_train) if training_inputs_join(cfg, len(data.x_pool)) else 0  # student_rows
+        cfg.students.min_examples = student_examples(len(data.x_pool) + extra)
     if free("students.augment"):  # the student is augmented as its teachers are
         cfg.students.augment = cfg.teachers.augment
     if cfg.combine == "auto":
@@ -192,7 +192,7 @@ def run_distill(cfg: DistillConfig, out: str | Path, quiet: bool = False, force:
         with work.stage("teachers", times):
             teachers, subsets = train_teachers(work, cfg, dataset, teacher_stats, noisy, seeds, out / "teachers")
         fits = [accuracy(work.predict(t, dataset.x_train[s]).argmax(1), noisy[s]) for t, s in zip(teachers, subsets)]
-        x_student = student_rows(dataset.x_pool, dataset.x_train)
+        x_student = student_rows(cfg, dataset.x_pool, dataset.x_train)
         with work.stage("labelling", times):
             pool_labels, pool_logits = label_pool_with_teachers(work, teachers, dataset.x_pool, out / "pool")
             if len(x_student) > len(dataset.x_pool):  # a small pool: the training inputs too
@@ -232,10 +232,15 @@ def run_distill(cfg: DistillConfig, out: str | Path, quiet: bool = False, force:
     return diagnostics
 
 
-def student_rows(x_pool, x_train):
-    """What the student learns from: the pool, and on a small pool (recipe.is_small_pool) the
-    training inputs too, as RoleModelClassifier does."""
-    if not is_small_pool(len(x_pool)):
+def training_inputs_join(cfg: DistillConfig, n_pool: int) -> bool:
+    """The training inputs join a small pool (recipe.is_small_pool) where the teachers train on a
+    robust loss, as RoleModelClassifier's do (its robust_teachers says why only there)."""
+    return is_small_pool(n_pool) and cfg.teachers.loss == "gce" and cfg.teachers.model not in SAMPLERS
+
+
+def student_rows(cfg: DistillConfig, x_pool, x_train):
+    """What the student learns from: the pool, and the training inputs too where training_inputs_join."""
+    if not training_inputs_join(cfg, len(x_pool)):
         return x_pool
     pool = x_pool if isinstance(x_pool, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x_pool))
     return torch.cat([pool, x_train.to(pool.device)])
