@@ -129,7 +129,7 @@ def cost_table(results: dict) -> str:
         if not any(m in by_method for m in counts):
             continue
         ours = by_method.get("ours", [])
-        pool = "yes" if ours and ours[0]["n_pool"] and ours[0].get("pool") == "given" else "no"
+        pool = "yes" if ours and ours[0]["n_pool"] and ours[0].get("pool", "").startswith("given") else "no"
         chosen = sorted({len(r["teacher_accuracy"]) // (1 if pool == "yes" else 5) for r in ours})
         gce = by_method.get("gce-mlp", [])
         gce_s = f"{seconds(float(np.mean([r['seconds'] for r in gce])))} s" if gce else "–"

@@ -66,7 +66,7 @@ def test_quick_mode_writes_every_method_of_each_setting_with_sane_numbers(quick)
     for r in (r for r in rows if r["method"] == "ours"):
         assert r["teacher_accuracy"] and all(0.0 <= a <= 1.0 for a in r["teacher_accuracy"])
         assert isinstance(r["warnings"], list) and r["combine"] in ("soft", "vote", "random")
-        assert (r["pool"] == "given") == (r["data"] == "multiclass")  # the others have no pool: cross-fitted
+        assert r["pool"].startswith("given") == (r["data"] == "multiclass")  # the others have no pool: cross-fitted
     clean = {(r["data"], r["method"]): r["accuracy"] for r in rows}
     assert clean[("cancer", "clean-logreg")] > 0.85  # the references learn: the data are what they should be
 
