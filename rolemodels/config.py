@@ -90,6 +90,10 @@ class StudentConfig(FitSpec):
     small_pool: str = "teacher_recipe"
     per_device: int = 0  # students trained at once in one process (as teachers.per_device); with DDP: one at a time
 
+    def pool_rows(self, available: int) -> int:
+        """The pool rows the students learn from: the first pool_size of the `available` ones (0: all)."""
+        return min(self.pool_size or available, available)
+
     def trains_as_teacher(self, n_pool: int) -> bool:
         """small_pool applies: the pool budget is on and a pool of n_pool rows is too small for it."""
         return self.pool_budget and self.small_pool == "teacher_recipe" and is_small_pool(n_pool)
@@ -167,7 +171,6 @@ NOT_RESULTS = {"train.threads", "train.eval_batch_size", "train.checkpoint_every
 
 def to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
-
 
 
 def _check_type(key: str, value: Any, default: Any) -> Any:

@@ -262,8 +262,7 @@ def run_seed(work: Work, cfg: Config, data: Dataset, stats: tuple[torch.Tensor, 
 
     # Pool labels: the teachers label the unlabelled pool (its first n_pool examples; a small pool
     # with the training inputs), each chunk read once for all of them.
-    n_pool = min(cfg.students.pool_size or len(data.x_pool), len(data.x_pool))
-    inputs = student_inputs(cfg, data, n_pool)
+    inputs = student_inputs(cfg, data, cfg.students.pool_rows(len(data.x_pool)))
     with work.stage("labelling", times):
         pool_labels, pool_logits = label_pool_with_teachers(work, teachers, inputs.x, folder / "pool")
 

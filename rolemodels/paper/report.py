@@ -141,7 +141,7 @@ def sweep_markdown(results: dict) -> str:
 
 def students_inputs(cfg: Config, data: Dataset) -> dict:
     """What the students learnt from (paper/experiment.py's student_inputs)."""
-    n_pool = min(cfg.students.pool_size or len(data.x_pool), len(data.x_pool))
+    n_pool = cfg.students.pool_rows(len(data.x_pool))
     small = cfg.students.trains_as_teacher(n_pool)
     return {"pool_rows": n_pool, "training_inputs": len(data.y_train) if small else 0,
             "recipe": "teachers" if small else "students"}
