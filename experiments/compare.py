@@ -40,7 +40,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from compare_methods import GROUPS, METHODS, Case  # noqa: E402
+from compare_methods import Case  # noqa: E402
+from compare_registry import GROUPS, METHODS  # noqa: E402
 from compare_report import draw_figure, full_table, short_table  # noqa: E402
 
 from rolemodels.config import load_config  # noqa: E402
@@ -206,13 +207,15 @@ def save(out: Path, rows: dict[tuple, dict], command: str, threads: int, quick: 
 
 
 def run(settings: list[tuple[str, str, int]], *, out: Path, work: Path, quick: bool, threads: int,
-        command: str) -> dict[tuple, dict]:
-    """Compute every row the settings call for that `out` lacks, saving after each group."""
+        command: str, methods: list[str] | None = None) -> dict[tuple, dict]:
+    """Compute every row the settings call for that `out` lacks (only the groups giving one of
+    `methods`, where given), saving after each group."""
     rows = load_rows(out)
     loaded: dict[str, Dataset] = {}
+    groups = [g for g in GROUPS if methods is None or set(g[1]) & set(methods)]
     for data_name, noise, seed in settings:
         case = None
-        for compute, names, applies in GROUPS:
+        for compute, names, applies in groups:
             if not applies(data_name, noise) or all((data_name, noise, seed, n) in rows for n in names):
                 continue
             case = case or make_case(data_name, noise, seed, quick=quick, threads=threads, work=work, loaded=loaded)
@@ -241,6 +244,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", nargs="+", choices=list(DATA), help="only these datasets' settings")
     parser.add_argument("--noises", nargs="+", choices=list(NOISES), help="only these noises' settings")
     parser.add_argument("--seeds", nargs="+", type=int, choices=SEEDS, help="only these seeds' settings")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), metavar="METHOD",
+                        help="only the rows of these methods (and the rows computed with them), e.g. "
+                             "dividemix elr; one of: " + ", ".join(METHODS))
     parser.add_argument("--out", help=f"results JSON (default {RESULTS.relative_to(ROOT)}; with --quick "
                                       f"{QUICK / 'compare.json'})")
     parser.add_argument("--work", help=f"folder for noisy labels and run folders (default {WORK}; with --quick {QUICK})")
@@ -270,7 +276,8 @@ def main(argv: list[str] | None = None) -> None:
                      "there): install it, or leave it out with --fashion none")
     command = "python experiments/compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
     started = time.perf_counter()
-    run(settings, out=out, work=work, quick=args.quick, threads=args.threads, command=command.strip())
+    run(settings, out=out, work=work, quick=args.quick, threads=args.threads, command=command.strip(),
+        methods=args.methods)
     print(f"{out}: {len(load_rows(out))} rows ({time.perf_counter() - started:.0f} s)")
 
 

@@ -12,7 +12,6 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -430,54 +429,10 @@ def estimators(case: Case) -> dict[str, dict]:
     return rows
 
 
-# ---------------------------------------------------------------------------------------------
-# The methods, in the tables' order
-
 @dataclass(frozen=True)
 class Method:
+    """A row's label in the tables and its kind (the figure's colour): baseline | ours | combination |
+    reference | field | field-oracle."""
+
     label: str
-    kind: str  # baseline | ours | combination | reference
-
-
-METHODS = {
-    "noisy_model": Method("one model on the noisy labels (our teacher)", "baseline"),
-    "early_stopping": Method("early stopping on a noisy 10% split", "baseline"),
-    "estimator_gce": Method("one model on GCE as a user calls it: NetworkClassifier(loss='gce')", "baseline"),
-    "gce": Method("generalised cross-entropy (q = 0.7)", "baseline"),
-    "cleanlab": Method("cleanlab CleanLearning (prune, retrain)", "baseline"),
-    "cleanlab_student": Method("cleanlab, then a student on the pool", "baseline"),
-    "self_training": Method("scikit-learn SelfTrainingClassifier", "baseline"),
-    "label_spreading": Method("scikit-learn LabelSpreading", "baseline"),
-    "ensemble": Method("ours: test-time ensemble (vote)", "ours"),
-    "ensemble_distill": Method("ours: ensemble distillation", "ours"),
-    "random_distill": Method("ours: random-teacher distillation", "ours"),
-    "best_ensemble_distill": Method("ours, mnist1d-best: ensemble distillation", "ours"),
-    "best_random_distill": Method("ours, mnist1d-best: random-teacher distillation", "ours"),
-    "estimator": Method("ours as a user calls it: RoleModelClassifier's defaults", "ours"),
-    "cleanlab_distill": Method("cleanlab-pruned teachers, ensemble-distilled", "combination"),
-    "gce_ensemble_distill": Method("GCE teachers, ensemble-distilled", "combination"),
-    "gce_random_distill": Method("GCE teachers, random-teacher distilled", "combination"),
-    "clean_train": Method("reference: the model on clean labels", "reference"),
-    "clean_pool": Method("reference: the student on the pool's true labels", "reference"),
-}
-
-# Groups of rows one computation gives, and the (data, noise) each applies to.
-Group = tuple[Callable[[Case], dict[str, dict]], tuple[str, ...], Callable[[str, str], bool]]
-EVERY = lambda data, noise: True  # noqa: E731
-GROUPS: list[Group] = [
-    (ours, ("noisy_model", "ensemble", "ensemble_distill", "random_distill", "clean_train", "clean_pool"), EVERY),
-    (early_stopping, ("early_stopping",), EVERY),
-    (robust_loss, ("gce",), EVERY),
-    (cleanlab, ("cleanlab",), EVERY),
-    (cleanlab_student, ("cleanlab_student",), EVERY),
-    (cleanlab_then_distill, ("cleanlab_distill",), EVERY),
-    (gce_then_distill, ("gce_ensemble_distill", "gce_random_distill"), EVERY),
-    (estimators, ("estimator", "estimator_gce"), EVERY),
-    # The preset was chosen on MNIST-1D with the paper's noise (docs/findings.md): measured there.
-    (ours_best, ("best_ensemble_distill", "best_random_distill"),
-     lambda data, noise: (data, noise) == ("mnist1d", "paper20")),
-    (self_training, ("self_training",), lambda data, noise: data == "digits"),  # scikit-learn's: on the table
-    (label_spreading, ("label_spreading",), lambda data, noise: data == "digits"),
-]
-
-
+    kind: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from compare_methods import METHODS
+from compare_registry import METHODS
 
 from rolemodels.method.metrics import summarize
 
@@ -95,7 +95,8 @@ def short_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-COLOURS = {"baseline": "#9e9e9e", "ours": "#1f77b4", "combination": "#2ca02c", "reference": "#d9d9d9"}
+COLOURS = {"baseline": "#9e9e9e", "ours": "#1f77b4", "combination": "#2ca02c", "reference": "#d9d9d9",
+           "field": "#ff7f0e", "field-oracle": "#ffbb78"}
 
 
 def draw_figure(results: dict, path: Path) -> None:

@@ -228,7 +228,8 @@ def test_clone_keeps_every_parameter():
 
 @pytest.mark.parametrize("name, value", [("p_threshold", 1.5), ("lambda_u", -1.0), ("epochs", 0), ("batch_size", 0),
                                          ("confidence_penalty", "yes"), ("alpha", 0.0), ("T", 0.0),
-                                         ("loss_average_epochs", 0), ("warmup_fraction", 2.0)])
+                                         ("loss_average_epochs", 0), ("warmup_fraction", 2.0),
+                                         ("optimizer", "adam")])
 def test_bad_parameters_raise_value_errors_naming_them(name, value):
     X, y = tiny_problem()
     with pytest.raises(ValueError, match=name):

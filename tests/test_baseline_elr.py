@@ -17,6 +17,7 @@ pytest.importorskip("sklearn")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 
+import baselines.elr as elr_module  # noqa: E402
 from baselines.elr import (  # noqa: E402
     ORACLE_BY_NOISE,
     PRACTITIONER,
@@ -161,8 +162,23 @@ def test_get_params_and_clone_keep_every_setting():
 
 @pytest.mark.parametrize("name, value", [("beta", 1.0), ("beta", -0.5), ("lam", -1.0), ("lam", float("inf")),
                                          ("schedule", "linear"), ("epochs", 0), ("lr", -0.02),
-                                         ("momentum", 1.0), ("weight_decay", -1e-3), ("batch_size", 0)])
+                                         ("momentum", 1.0), ("weight_decay", -1e-3), ("batch_size", 0),
+                                         ("optimizer", "adam")])
 def test_bad_parameters_name_themselves(name, value):
     X, y = tiny()
     with pytest.raises(ValueError, match=name):
         ELRClassifier(epochs=1, random_state=0).set_params(**{name: value}).fit(X, y)
+
+
+def test_the_optimizer_is_the_one_named(monkeypatch):
+    """optimizer="adamw" trains with AdamW at lr (momentum unused), "sgd" with SGD and momentum."""
+    import baselines.networks as networks
+
+    made = []
+    real = networks.new_optimizer
+    monkeypatch.setattr(elr_module, "new_optimizer", lambda *a: made.append(real(*a)) or made[-1])
+    X, y = tiny()
+    for name, kind in (("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)):
+        ELRClassifier(epochs=1, optimizer=name, lr=0.003, random_state=0).fit(X, y)
+        assert type(made[-1]) is kind and made[-1].defaults["lr"] == 0.003
+    assert made[-1].defaults["momentum"] == 0.9

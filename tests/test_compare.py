@@ -17,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 
 import compare  # noqa: E402  experiments/compare.py
-import compare_methods as methods  # noqa: E402
+import compare_methods as parts  # noqa: E402
+import compare_registry as methods  # noqa: E402
 import compare_report as report  # noqa: E402
+import compare_sota as sota  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -74,7 +76,7 @@ def test_every_method_of_a_setting_trained_on_the_same_saved_noisy_labels(quick)
     assert len(by_setting) == len(compare.QUICK_SETTINGS)
     for (data, noise, seed), hashes in by_setting.items():
         saved = np.load(work / data / noise / f"seed{seed}" / "noisy_labels.npy")
-        assert hashes == {methods.labels_sha256(saved)}, (data, noise, seed)
+        assert hashes == {parts.labels_sha256(saved)}, (data, noise, seed)
     assert len(set.union(*by_setting.values())) == len(by_setting)  # the settings' labels differ
 
 
@@ -111,6 +113,47 @@ def test_a_missing_row_is_recomputed_alone(quick, tmp_path):
     assert again[gone]["accuracy"] == before[gone]["accuracy"]  # the same computation, seeded the same
 
 
+def test_the_fields_rows_train_the_settings_network_on_its_labels(quick):
+    """co-teaching, ELR and DivideMix train the setting's teacher network (cnn1d with shifts on
+    MNIST-1D, the mlp on the table), flag labels, and the oracles read the realised noise."""
+    out, work = quick
+    rows = {compare.row_key(r): r for r in rows_of(out)}
+    for data, noise, seed in compare.QUICK_SETTINGS:
+        case = compare.make_case(data, noise, seed, quick=True, threads=1, work=work, loaded={})
+        arch, spec = case.teacher_recipe
+        for name in sota.SOTA_METHODS:
+            row = rows[(data, noise, seed, name)]
+            assert row["options"]["model"] == arch.model and row["options"]["augment"] == spec.augment
+            assert row["options"]["epochs"] == sota.QUICK_EPOCHS and row["fits"] == sota.NETWORKS[name.split("_")[0]]
+            assert 0 <= row["train_fit"] <= 1 and row["flagged"] >= 0
+        rate = float(case.flipped.mean())
+        assert rows[(data, noise, seed, "coteaching_oracle")]["options"]["forget_rate"] == pytest.approx(rate)
+        assert rows[(data, noise, seed, "coteaching")]["options"]["forget_rate"] == 0.2
+        assert rows[(data, noise, seed, "dividemix_oracle")]["oracle_noise_type"] == compare.NOISES[noise][0]
+    cnn = {name: rows[("mnist1d", "paper20", 0, name)]["options"] for name in sota.SOTA_METHODS}
+    mlp = {name: rows[("digits", "pairflip30", 0, name)]["options"] for name in sota.SOTA_METHODS}
+    assert cnn["elr"]["augment"] == "shift" and mlp["elr"]["model"] == "mlp"
+    # the CNN's adaptation (compare_sota.network_adaptation): the setting's optimiser for ELR and
+    # DivideMix, DivideMix's longer warm-up; co-teaching and every mlp row keep the papers' values
+    for name in ("elr", "elr_oracle", "dividemix", "dividemix_oracle", "dividemix_pool"):
+        assert cnn[name]["optimizer"] == "adamw" and "optimizer" not in mlp[name]
+    assert cnn["dividemix_pool"]["warmup_fraction"] == sota.CNN_WARMUP_FRACTION and "warmup_fraction" not in cnn["elr"]
+    assert "optimizer" not in cnn["coteaching"]
+
+
+def test_methods_selects_the_rows_computed(quick, tmp_path):
+    """--methods computes only the groups giving the named rows, on the same saved labels."""
+    out, work = quick
+    only = tmp_path / "only.json"
+    compare.main(["--quick", "--out", str(only), "--work", str(work), "--threads", "1", "--data", "digits",
+                  "--methods", "elr", "gce"])
+    got = {compare.row_key(r): r for r in rows_of(only)}
+    assert set(got) == {("digits", "pairflip30", 0, "elr"), ("digits", "pairflip30", 0, "gce")}
+    full = {compare.row_key(r): r for r in rows_of(out)}
+    for key, row in got.items():
+        assert row["accuracy"] == full[key]["accuracy"] and row["labels_sha256"] == full[key]["labels_sha256"]
+
+
 def test_markdown_and_figure_come_from_the_json(quick, tmp_path, capsys):
     out, _ = quick
     compare.main(["--markdown", "--out", str(out)])
@@ -136,11 +179,11 @@ def test_missing_fashion_mnist_is_refused_before_any_work(monkeypatch, tmp_path,
 
 def test_flag_scores_against_the_flipped_labels():
     flipped = np.array([True, True, False, False, True, False])
-    scores = methods.flag_scores(np.array([0, 2, 3]), flipped)  # indices: one hit of three flags, of 3 flips
+    scores = parts.flag_scores(np.array([0, 2, 3]), flipped)  # indices: one hit of three flags, of 3 flips
     assert scores == {"flagged": 3, "precision": pytest.approx(1 / 3), "recall": pytest.approx(1 / 3)}
     mask = np.array([True, True, False, False, False, False])  # a mask: two hits, no false alarm
-    assert methods.flag_scores(mask, flipped) == {"flagged": 2, "precision": 1.0, "recall": pytest.approx(2 / 3)}
-    nothing = methods.flag_scores(np.zeros(6, dtype=bool), flipped)
+    assert parts.flag_scores(mask, flipped) == {"flagged": 2, "precision": 1.0, "recall": pytest.approx(2 / 3)}
+    nothing = parts.flag_scores(np.zeros(6, dtype=bool), flipped)
     assert nothing["flagged"] == 0 and np.isnan(nothing["precision"]) and nothing["recall"] == 0.0
 
 
@@ -150,7 +193,7 @@ def test_early_stopping_keeps_the_best_validation_epoch():
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     y = torch.tensor([0, 1])
     model = torch.nn.Linear(2, 2, bias=False)
-    tracker = methods.BestOnValidation(model, x, y, torch.device("cpu"), "fp32")
+    tracker = parts.BestOnValidation(model, x, y, torch.device("cpu"), "fp32")
     epochs = [torch.tensor([[1.0, 1.0], [0.0, 0.0]]),  # always class 0: 0.5
               torch.eye(2),                             # right on both: 1.0
               torch.tensor([[0.0, 1.0], [1.0, 0.0]])]   # wrong on both: 0.0

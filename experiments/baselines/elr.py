@@ -42,7 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from baselines.coteaching import check_count, check_finite_nets, check_fraction, check_nonnegative, check_positive
-from baselines.networks import NoisyLabelNetworks
+from baselines.networks import OPTIMIZERS, NoisyLabelNetworks, new_optimizer
 from rolemodels.recipe import FitSpec
 
 PAPER_EPOCHS = 120  # CIFAR-10, step schedule
@@ -131,7 +131,8 @@ class ELRClassifier(NoisyLabelNetworks):
     beta: the temporal ensemble's momentum in [0, 1); lam: the regularizer's weight, >= 0 (0:
     plain cross-entropy with the same recipe). `ORACLE_BY_NOISE`, `PRACTITIONER`: the paper's
     values. epochs, min_examples: passes, or more until min_examples examples have been seen.
-    lr, momentum, weight_decay, batch_size: SGD's. schedule: step (the paper's) | cosine (its
+    lr, momentum, weight_decay, batch_size: SGD's (optimizer sgd, the paper's; adamw: AdamW's lr
+    and weight decay, momentum unused). schedule: step (the paper's) | cosine (its
     SGDR variant). The base's model, width, input_shape, augment, random_state, device as in
     NoisyLabelNetworks.
 
@@ -141,7 +142,7 @@ class ELRClassifier(NoisyLabelNetworks):
 
     def __init__(self, model="mlp", *, beta=PRACTITIONER["beta"], lam=PRACTITIONER["lam"], epochs=PAPER_EPOCHS,
                  min_examples=0, lr=0.02, momentum=0.9, weight_decay=1e-3, batch_size=128, schedule="step",
-                 width=0, input_shape=None, augment="none", random_state=None, device="cpu"):
+                 optimizer="sgd", width=0, input_shape=None, augment="none", random_state=None, device="cpu"):
         super().__init__(model, width=width, input_shape=input_shape, augment=augment,
                          random_state=random_state, device=device)
         self.beta = beta
@@ -153,6 +154,7 @@ class ELRClassifier(NoisyLabelNetworks):
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.schedule = schedule
+        self.optimizer = optimizer
 
     def _check_params(self) -> None:
         check_fraction("beta", self.beta, "[0, 1): the temporal ensemble's momentum")
@@ -165,6 +167,8 @@ class ELRClassifier(NoisyLabelNetworks):
         check_nonnegative("weight_decay", self.weight_decay)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule: {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer: {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
 
     def _train(self, inputs: torch.Tensor, labels: torch.Tensor, seed: int) -> list[nn.Module]:
         """inputs [n, ...] float32, labels int64 [n] (encoded classes); returns the one network."""
@@ -172,7 +176,7 @@ class ELRClassifier(NoisyLabelNetworks):
         n = len(labels)
         epochs = FitSpec(epochs=self.epochs, min_examples=self.min_examples).epochs_for(n)
         net = self.new_network(inputs, seed)
-        opt = torch.optim.SGD(net.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        opt = new_optimizer(self.optimizer, net.parameters(), self.lr, self.momentum, self.weight_decay)
         shuffle = torch.Generator().manual_seed(seed + 1)
         augment, augment_gen = self.augmentation(), torch.Generator(device=self.device_).manual_seed(seed + 2)
         x, y = inputs.to(self.device_), labels.to(self.device_)

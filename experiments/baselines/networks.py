@@ -90,3 +90,19 @@ class NoisyLabelNetworks(ClassifierMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         probs = self.predict_proba(X)  # first: an unfitted classifier raises NotFittedError
         return self.classes_[probs.argmax(1)]
+
+
+# The papers' optimiser (SGD with momentum), or AdamW where our network does not train under it in
+# the paper's budget (cnn1d has no batch norm: 5 warm-up epochs of SGD at 0.02 left it at chance on
+# MNIST-1D, docs/compare.md). momentum is SGD's; AdamW keeps its own betas.
+OPTIMIZERS = ("sgd", "adamw")
+
+
+def new_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    """An optimiser named `name` (sgd | adamw) over params; ValueError for another name."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"optimizer: {name!r} is not one of {', '.join(OPTIMIZERS)}")
+
