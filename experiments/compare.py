@@ -1,7 +1,8 @@
 """How it compares: the noisy-label methods a practitioner would use instead, on the same data and
 the very same noisy labels, side by side with ours.
 
-    python experiments/compare.py --threads 2                  # the full benchmark (about 1½ hours on 2 cores)
+    python experiments/compare.py --threads 2                  # the full benchmark (hours on 2 cores: see docs/compare.md)
+    python experiments/compare.py --data digits --methods elr  # one method's rows on one dataset's settings
     python experiments/compare.py --quick                      # tiny sizes, under a minute: runs/compare-quick/
     python experiments/compare.py --markdown                   # docs/compare.md's tables from docs/data/compare.json
     python experiments/compare.py --figure                     # docs/figures/compare.png from it
@@ -16,6 +17,9 @@ every method trains on them (each row records their SHA-256). The methods:
     ours          `rolemodels run` itself (the default configuration, whatever it is, reading the saved
                   labels through noise.labels_file): one teacher, the test-time ensemble, ensemble and
                   random-teacher distillation; on MNIST-1D also the mnist1d-best preset
+    the field     co-teaching, ELR and DivideMix (experiments/baselines/, rows in compare_sota.py): the
+                  practitioner's configuration and the paper's setting-matched one (oracle) of each,
+                  and DivideMix given the pool
     combination   teachers trained on the cleanlab-pruned set, then ensemble-distilled
     references    the teacher recipe on the clean labels, the student recipe on the pool's true labels
 
@@ -42,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from compare_methods import Case  # noqa: E402
 from compare_registry import GROUPS, METHODS  # noqa: E402
-from compare_report import draw_figure, full_table, short_table  # noqa: E402
+from compare_report import draw_figure, full_table, rank_table, short_table  # noqa: E402
 
 from rolemodels.config import load_config  # noqa: E402
 from rolemodels.data import Dataset, load_dataset  # noqa: E402
@@ -263,7 +267,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.figure:
             draw_figure(results, Path(args.figure))
         if args.markdown:
-            print(full_table(results), "\n### README\n", short_table(results), sep="\n")
+            print(full_table(results), "\n### The field's methods: ranks\n", rank_table(results),
+                  "\n### README\n", short_table(results), sep="\n")
         return
     work = Path(args.work) if args.work else QUICK if args.quick else WORK
     torch.set_num_threads(args.threads)

@@ -75,7 +75,8 @@ def full_table(results: dict) -> str:
     return "\n".join(parts)
 
 
-README_METHODS = ("noisy_model", "early_stopping", "gce", "cleanlab", "cleanlab_student", "ensemble",
+README_METHODS = ("noisy_model", "early_stopping", "gce", "cleanlab", "cleanlab_student", "coteaching", "elr",
+                  "dividemix", "dividemix_pool", "ensemble",
                   "ensemble_distill", "random_distill", "cleanlab_distill", "gce_ensemble_distill", "estimator",
                   "clean_train")
 README_LEAVES_OUT = ("mnist1d-noaug",)  # the reproduction of the first measurement: docs/compare.md only
@@ -92,6 +93,41 @@ def short_table(results: dict) -> str:
             continue
         cells = [pm(table[s][name]["accuracy"]) if name in table[s] else "–" for s in settings]
         lines.append(f"| {METHODS[name].label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+RIVALS = ("baseline", "field")  # what the default is ranked against: a practitioner's one-method alternatives
+
+
+def best_of(methods: dict[str, dict], kind: str) -> str:
+    """The best row of `kind` in one setting's aggregate: "mean ± std name", or "–"."""
+    names = [n for n in methods if METHODS[n].kind == kind]
+    if not names:
+        return "–"
+    top = max(names, key=lambda n: methods[n]["accuracy"]["mean"])
+    return f"{pm(methods[top]['accuracy'])} {top}"
+
+
+def rank_of_ours(methods: dict[str, dict]) -> str:
+    """The estimator's rank among itself and RIVALS by mean accuracy, with how many of those above it
+    are within its standard deviation."""
+    rivals = [methods[n]["accuracy"]["mean"] for n in methods if METHODS[n].kind in RIVALS]
+    ours = methods["estimator"]["accuracy"]
+    above = [a for a in rivals if a > ours["mean"]]
+    within = sum(a - ours["mean"] <= ours["std"] for a in above)
+    return f"{1 + len(above)} of {len(rivals) + 1}" + (f" ({within} within one std)" if within else "")
+
+
+def rank_table(results: dict) -> str:
+    """Per (data, noise) holding the field's rows: the estimator's default beside the best of the
+    baselines and the best of the field's practitioner rows (mean test accuracy, %), its rank among
+    all of them, and the best oracle row (a reference, never ranked)."""
+    lines = ["| setting | ours (estimator) | best baseline | best of the field | rank of ours | best oracle |",
+             "|---|---|---|---|---|---|"]
+    for (data, noise), methods in aggregate(results["rows"]).items():
+        if "estimator" in methods and any(METHODS[n].kind == "field" for n in methods):
+            lines.append(f"| {data} {noise} | {pm(methods['estimator']['accuracy'])} | {best_of(methods, 'baseline')} | "
+                         f"{best_of(methods, 'field')} | {rank_of_ours(methods)} | {best_of(methods, 'field-oracle')} |")
     return "\n".join(lines)
 
 
