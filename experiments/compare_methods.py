@@ -243,7 +243,7 @@ def cleanlab(case: Case) -> dict[str, dict]:
 
 
 def pool_students(case: Case) -> int:
-    return min(case.cfg.students.pool_size or len(case.data.x_pool), len(case.data.x_pool))
+    return case.cfg.students.pool_rows(len(case.data.x_pool))
 
 
 def cleanlab_student(case: Case) -> dict[str, dict]:

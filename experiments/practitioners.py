@@ -33,7 +33,7 @@ from rolemodels.labels import as_numpy  # noqa: E402
 from rolemodels.method.combine import random_teacher_labels  # noqa: E402
 from rolemodels.method.diagnostics import as_teacher_labels  # noqa: E402
 from rolemodels.method.noise import apply_noise, transition_matrix  # noqa: E402
-from rolemodels.practice.estimator import RoleModelClassifier  # noqa: E402
+from rolemodels.practice.estimator import POOL_WITH_TRAINING, RoleModelClassifier  # noqa: E402
 from rolemodels.practice.label_errors import suspected_label_errors  # noqa: E402
 from rolemodels.practice.network_classifier import seed_of  # noqa: E402
 from rolemodels.runtime.files import atomic_write_json  # noqa: E402
@@ -124,7 +124,7 @@ def measure(name: str, case: Case, seed: int = 0) -> dict:
     # The random-teacher student: the same teachers' pool labels, one random teacher per example.
     # the rows the student learnt: the pool (with the training inputs where they joined a small
     # one), or without a pool the cross-fitted training inputs
-    joined = clf.diagnostics_["pool"] == "given, with the training inputs"
+    joined = clf.diagnostics_["pool"] == POOL_WITH_TRAINING
     pool = x_train if not case.n_pool else np.concatenate([x_pool, x_train]) if joined else x_pool
     labels = random_teacher_labels(torch.from_numpy(clf.pool_labels_), Seeds(seed_of(seed)).draws(case.teachers))
     random_student = clone(clf.student_).fit(pool, labels.numpy())

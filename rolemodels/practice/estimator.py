@@ -55,6 +55,7 @@ from rolemodels.seeds import Seeds
 # robust recipe where the student is a network and the teachers give probabilities, else vote
 COMBINE = ("auto", "soft", "vote", "random")
 TEACHER_DATA = ("auto", "same", "bootstrap", "disjoint", "overlap")
+POOL_WITH_TRAINING = "given, with the training inputs"  # diagnostics_["pool"] where they joined a small pool
 EPOCH_CHOICES = (10, 30, 100)  # teacher_epochs="auto" picks one by held-out agreement with the noisy labels
 
 
@@ -274,7 +275,7 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
         base = self._base_teacher(n, epochs)
         mode = self._teacher_mode(base)
         if n_given and is_small_pool(n_given) and robust_teachers(base):
-            pool_parts.append(x_train)  # a small pool: the training inputs join it (joins_small_pool)
+            pool_parts.append(x_train)  # a small pool: the training inputs join it (robust_teachers says why)
         x_pool = np.concatenate(pool_parts) if n_given else None
         n_pool = len(x_pool) if x_pool is not None else n
         student = clone(self._base_student(base, n_pool))
@@ -298,7 +299,7 @@ class RoleModelClassifier(ClassifierMixin, BaseEstimator):
             self.student_ = student.fit_proba(x_pool, targets) if combine == "soft" else student.fit(x_pool, targets)
             proba = self._student_proba(x_train)
             on_pool = class_labels(self.student_, x_pool, C)[0]
-        pool = "cross-fitted" if not n_given else "given" if len(x_pool) == n_given else "given, with the training inputs"
+        pool = "cross-fitted" if not n_given else "given" if len(x_pool) == n_given else POOL_WITH_TRAINING
         self.diagnostics_ = {"pool": pool, "n_train": n, "n_pool": len(x_pool), "n_teachers": self.n_teachers_,
                              "teacher_data": mode, "combine": combine,
                              "teacher_epochs": getattr(base, "epochs", None) if self._named_teacher() else None,
