@@ -120,6 +120,12 @@ def _distilled(done: subprocess.CompletedProcess, work: Path) -> None:
     assert np.load(work / "runs/mine/pool/pool_labels.npy").shape == (600, 2)
 
 
+def _dividemix_refitted(done: subprocess.CompletedProcess, work: Path) -> None:
+    rows = json.loads((work / "runs/dividemix_unlabelled.json").read_text())
+    assert [row["change"] for row in rows] == [{"lambda_u": 0}], rows
+    assert 0 <= rows[0]["accuracy"] <= 1 and rows[0]["schedule"]["total"] >= 1, rows
+
+
 def _predicted(done: subprocess.CompletedProcess, work: Path) -> None:
     assert np.load(work / "labels.npy").shape == (30,) and "30 labels written" in done.stdout
 
@@ -173,6 +179,9 @@ COMMANDS: dict[str, Run | Skip] = {
             or pytest.fail(done.stdout)),
     "python experiments/compare.py --figure":
         Skip("draws into the checkout's docs/figures/; tests/test_compare.py draws the quick mode's figure"),
+    "python experiments/dividemix_unlabelled.py --noise symmetric40 --seed 1 --out docs/data/dividemix_unlabelled.json "
+    "'{\"lambda_u\": 0}' '{\"rampup_fraction\": 0.2133}'":
+        Skip("two DivideMix fits on MNIST-1D: about 8 minutes on one thread; its --quick line runs here"),
     "python experiments/study_augmentation.py --seeds 2":
         Skip("the augmentation study: about an hour on 2 cores; its --table-only and --help run here"),
     "python experiments/study_augmentation.py --table-only":
@@ -216,6 +225,7 @@ INLINE: dict[str, Run] = {
     "rolemodels theory --quick --out theory": Run(lambda done, work: json.loads((work / "theory/theory.json").read_text())),
     "python experiments/study_decorrelation.py --help": Run(_help),
     "python experiments/study_augmentation.py --help": Run(_help),
+    "python experiments/dividemix_unlabelled.py --quick '{\"lambda_u\": 0}'": Run(_dividemix_refitted),
     "python experiments/practitioners.py --list": Run(lambda done, work: "tabular/paper/pool700" in done.stdout
                                                       or pytest.fail(done.stdout)),
     **{f"rolemodels {command} --help": Run(_help)
