@@ -32,6 +32,8 @@ import compare_sota  # noqa: E402
 from baselines.dividemix import PRACTITIONER, DivideMixClassifier  # noqa: E402
 from compare_methods import as_numpy_inputs  # noqa: E402
 
+from rolemodels.runtime.files import atomic_write_json  # noqa: E402
+
 
 def refit(case, change: dict) -> dict:
     """The practitioner's DivideMix on `case` with `change` laid over its options, scored."""
@@ -83,7 +85,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         results.append(row)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
+        atomic_write_json(out, results)  # an interrupted fit leaves the earlier ones whole
 
 
 if __name__ == "__main__":
